@@ -1,0 +1,348 @@
+"""The Python API: ``TracetagClient`` and the fluent functions, in MLflow's shape.
+
+``tracetag.search_traces(...)``, ``tracetag.set_trace_tag(...)`` and ``TracetagClient()`` (also
+importable as ``MlflowClient``) take the same arguments as MLflow's, so MLflow examples port by
+renaming ``mlflow`` to ``tracetag``. Every mutation is one durable write to the store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from .errors import ExperimentNotFound, InvalidInput, TraceNotFound, TracetagError
+from .interop import parse_traces
+from .model import Span, Trace, TraceData, TraceInfo
+from .query import search, select
+from .store import Snapshot, Store, resolve_store_path
+from .tags import TagChange, TagReport, plan_change, tag_record, validate_key, validate_tags
+
+__all__ = [
+    "ImportSummary",
+    "PagedList",
+    "TagNotFound",
+    "TracetagClient",
+    "get_client",
+    "set_store",
+]
+
+
+class TagNotFound(TracetagError):
+    pass
+
+
+class PagedList(list):
+    """A page of results; ``token`` fetches the next page (None on the last one)."""
+
+    def __init__(self, items: Iterable[Any], token: str | None):
+        super().__init__(items)
+        self.token = token
+
+
+class ImportSummary:
+    def __init__(self, new: int, updated: int, invalid: list[tuple[int, str]]):
+        self.new = new
+        self.updated = updated
+        self.invalid = invalid
+
+    @property
+    def imported(self) -> int:
+        return self.new + self.updated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "new": self.new,
+            "updated": self.updated,
+            "invalid": [{"line": n, "error": m} for n, m in self.invalid],
+        }
+
+
+def doc_to_trace(store: Store, doc: dict) -> Trace:
+    """A Trace whose spans are read from the store only when first used."""
+    return Trace(
+        TraceInfo.from_dict(doc),
+        TraceData(loader=lambda: [Span.from_dict(s) for s in store.read_spans(doc)]),
+    )
+
+
+def trace_to_doc(trace: Trace) -> tuple[dict, list[dict]]:
+    return trace.info.to_dict(), [s.to_dict() for s in trace.spans]
+
+
+class TracetagClient:
+    """Access to one store. ``store`` is a path, a ``Store``, or None for the default store."""
+
+    def __init__(self, store: str | os.PathLike[str] | Store | None = None):
+        self.store = store if isinstance(store, Store) else _store_for(store)
+
+    def __repr__(self) -> str:
+        return f"TracetagClient({str(self.store.path)!r})"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return self.store.snapshot()
+
+    def search_traces(
+        self,
+        experiment_ids: Iterable[str] | None = None,
+        filter_string: str | None = None,
+        max_results: int | None = 100,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+        *,
+        now: int | None = None,
+    ) -> PagedList:
+        """Traces matching ``filter_string``, as MLflow's ``MlflowClient.search_traces``.
+
+        ``experiment_ids=None`` searches every experiment; ``max_results=None`` returns all.
+        """
+        if isinstance(experiment_ids, str):
+            experiment_ids = [experiment_ids]
+        with self.store.snapshot() as snap:
+            page = search(
+                snap,
+                filter_string,
+                None if experiment_ids is None else list(experiment_ids),
+                order_by,
+                max_results,
+                page_token,
+                now=now,
+            )
+        return PagedList((doc_to_trace(self.store, d) for d in page.docs), page.token)
+
+    def get_trace(self, trace_id: str) -> Trace:
+        from . import tracing
+
+        live = tracing.live_trace(trace_id)
+        if live is not None:
+            return live.to_trace()
+        with self.store.snapshot() as snap:
+            doc = snap.require(trace_id)
+            spans = [Span.from_dict(s) for s in snap.spans(doc)]
+        return Trace(TraceInfo.from_dict(doc), TraceData(spans))
+
+    def iter_traces(
+        self, filter_string: str | None = None, experiment_ids: Iterable[str] | None = None
+    ) -> Iterator[Trace]:
+        """Every matching trace, in default order, spans loaded (for export)."""
+        for trace in self.search_traces(experiment_ids, filter_string, max_results=None):
+            yield trace
+
+    # -- tags ----------------------------------------------------------------------------------
+
+    def set_trace_tag(self, trace_id: str, key: str, value: Any) -> None:
+        self.set_trace_tags(trace_id, {key: value})
+
+    def set_trace_tags(self, trace_id: str, tags: Mapping[str, Any]) -> None:
+        """Add or update several tags of one trace in one write."""
+        clean = validate_tags(tags)
+        if self._apply_live(trace_id, clean, ()):
+            return
+        report = self.update_tags([trace_id], set=clean)
+        if report.not_found:
+            raise TraceNotFound(trace_id)
+
+    def delete_trace_tag(self, trace_id: str, key: str) -> None:
+        validate_key(key)
+        if self._apply_live(trace_id, {}, (key,)):
+            return
+        report = self.update_tags([trace_id], delete=[key])
+        if report.not_found:
+            raise TraceNotFound(trace_id)
+        if report.missing_keys:
+            raise TagNotFound(f"trace {trace_id} has no tag {key!r}")
+
+    def _apply_live(self, trace_id: str, sets: dict[str, str], deletes: Iterable[str]) -> bool:
+        """A trace still being recorded in this process takes the change in memory."""
+        from . import tracing
+
+        live = tracing.live_trace(trace_id)
+        if live is None:
+            return False
+        live.update_tags(sets, deletes)
+        return True
+
+    def update_tags(
+        self,
+        trace_ids: Iterable[str] | None = None,
+        *,
+        filter_string: str | None = None,
+        experiment_ids: Iterable[str] | None = None,
+        set: Mapping[str, Any] | None = None,  # noqa: A002 - mirrors the CLI verb
+        delete: Iterable[str] = (),
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> TagReport:
+        """Set and delete tags on many traces, chosen by id or by filter, in one atomic write.
+
+        Unknown ids and missing keys are reported, and the rest is applied, unless ``strict``
+        (then nothing is written) or ``dry_run`` (never written).
+        """
+        sets = validate_tags(set or {})
+        dels = [validate_key(k) for k in delete]
+        if trace_ids is None and filter_string is None:
+            raise InvalidInput("give trace ids or a filter")
+        ids = None if trace_ids is None else list(dict.fromkeys(trace_ids))
+        exps = None if experiment_ids is None else [str(e) for e in experiment_ids]
+
+        def plan(snap: Snapshot) -> TagReport:
+            if ids is None:
+                docs = list(select(snap, _parse(filter_string), exps))
+                missing: list[str] = []
+            else:
+                found = snap.get_many(ids)
+                docs = [found[i] for i in ids if i in found]
+                missing = [i for i in ids if i not in found]
+            changes = [plan_change(d["trace_id"], d["tags"], sets, dels) for d in docs]
+            return TagReport(changes, missing, dry_run=dry_run)
+
+        return self._apply_plan(plan, dry_run, strict)
+
+    def apply_changes(
+        self,
+        plan: Any,
+        *,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> TagReport:
+        """Apply per-trace changes computed by ``plan(snapshot) -> TagReport`` in one write."""
+        return self._apply_plan(plan, dry_run, strict)
+
+    def _apply_plan(self, plan: Any, dry_run: bool, strict: bool) -> TagReport:
+        if dry_run:
+            with self.store.snapshot() as snap:
+                return plan(snap)
+
+        def build(snap: Snapshot) -> tuple[dict | None, TagReport]:
+            report = plan(snap)
+            if strict and not report.ok:
+                return None, report
+            record = tag_record(report.changes)
+            report.written = record is not None
+            return record, report
+
+        return self.store.write(build)
+
+    def replace_tags(self, trace_id: str, tags: Mapping[str, str], base: Mapping[str, str]) -> TagChange:
+        """Make a trace's tags go from ``base`` to ``tags`` (an editor's result) in one write.
+
+        Only keys the edit touched are written, so a concurrent change to another key stays.
+        """
+        new = validate_tags(tags)
+        sets = {k: v for k, v in new.items() if base.get(k) != v}
+        dels = [k for k in base if k not in new]
+
+        def plan(snap: Snapshot) -> TagReport:
+            doc = snap.require(trace_id)
+            return TagReport([plan_change(trace_id, doc["tags"], sets, dels)])
+
+        return self._apply_plan(plan, False, False).changes[0]
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def create_experiment(self, name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise InvalidInput("experiment name is empty")
+        return self.store.create_experiment(name)
+
+    def list_experiments(self) -> list[dict]:
+        with self.store.snapshot() as snap:
+            exps = snap.experiments()
+            counts: dict[str, int] = {}
+            for tid, raw in snap.base.iter_raw():
+                if tid in snap.overlay.puts:
+                    continue
+                eid = orjson.loads(raw)["experiment_id"]
+                counts[eid] = counts.get(eid, 0) + 1
+            for doc in snap.overlay.puts.values():
+                counts[doc["experiment_id"]] = counts.get(doc["experiment_id"], 0) + 1
+        return [{**e, "traces": counts.get(e["experiment_id"], 0)} for e in exps]
+
+    def get_experiment_by_name(self, name: str) -> dict | None:
+        with self.store.snapshot() as snap:
+            return next((e for e in snap.experiments() if e["name"] == name), None)
+
+    def get_experiment(self, experiment_id: str) -> dict:
+        with self.store.snapshot() as snap:
+            for e in snap.experiments():
+                if e["experiment_id"] == str(experiment_id):
+                    return e
+        raise ExperimentNotFound(str(experiment_id))
+
+    # -- writing traces ------------------------------------------------------------------------
+
+    def log_traces(self, traces: list[Trace]) -> tuple[int, int]:
+        """Store finished traces (new or replacing ones with the same id) in one write."""
+        return self.store.put_traces([trace_to_doc(t) for t in traces])
+
+    def import_traces(
+        self, data: bytes, source: str = "-", *, skip_invalid: bool = False
+    ) -> ImportSummary:
+        """Import MLflow or tracetag JSON (array, document or JSON lines): all or nothing,
+        unless ``skip_invalid``."""
+        parsed = parse_traces(data, source, skip_invalid=skip_invalid)
+        with self.store.snapshot() as snap:
+            known = {e["experiment_id"] for e in snap.experiments()}
+        now = int(time.time() * 1000)
+        new_exps = sorted({t.info.experiment_id for t in parsed.traces} - known)
+        extra = [
+            {"op": "exp", "doc": {"experiment_id": e, "name": f"experiment-{e}", "creation_time_ms": now}}
+            for e in new_exps
+        ]
+        if not parsed.traces:
+            return ImportSummary(0, 0, parsed.invalid)
+        new, updated = self.store.put_traces([trace_to_doc(t) for t in parsed.traces], extra)
+        return ImportSummary(new, updated, parsed.invalid)
+
+    def export_traces(
+        self,
+        out: IO[bytes],
+        filter_string: str | None = None,
+        experiment_ids: Iterable[str] | None = None,
+    ) -> int:
+        """Write tracetag JSON lines (``{"info", "spans"}``) that import back identically."""
+        n = 0
+        for trace in self.iter_traces(filter_string, experiment_ids):
+            out.write(orjson.dumps(trace.to_dict()) + b"\n")
+            n += 1
+        return n
+
+
+def _parse(filter_string: str | None) -> Any:
+    from .filters import parse_filter
+
+    return parse_filter(filter_string)
+
+
+# ---------------------------------------------------------------------------------------------
+# The default store and client used by the fluent functions
+
+_STORES: dict[Path, Store] = {}
+_DEFAULT_PATH: str | None = None
+
+
+def _store_for(path: str | os.PathLike[str] | None) -> Store:
+    """One Store object per file per process, so its caches and lock are shared by threads."""
+    resolved = resolve_store_path(path or _DEFAULT_PATH).absolute()
+    store = _STORES.get(resolved)
+    if store is None:
+        store = _STORES.setdefault(resolved, Store(resolved))
+    return store
+
+
+def set_store(path: str | os.PathLike[str] | None) -> None:
+    """Use this store for the fluent functions (like ``mlflow.set_tracking_uri``); None resets."""
+    global _DEFAULT_PATH
+    _DEFAULT_PATH = None if path is None else os.fspath(path)
+
+
+def get_client() -> TracetagClient:
+    return TracetagClient(_store_for(None))

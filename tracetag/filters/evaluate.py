@@ -1,0 +1,219 @@
+"""AST -> a predicate over stored trace documents, with SQL's three-valued logic.
+
+Each node compiles to a closure returning True, False or None (unknown). A comparison with an
+absent field is unknown; NOT unknown is unknown; AND / OR follow Kleene's tables; a trace
+matches only when the whole filter is True. Another backend can compile the same AST instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from . import ast as A
+from .parser import NUMERIC_ATTRIBUTES, parse_iso_ms
+
+__all__ = ["Predicate", "compile_filter", "field_getter", "like_to_regex", "now_ms", "required_bytes"]
+
+Predicate = Callable[[dict], bool | None]
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def now_ms() -> int:
+    """The instant ``now()`` means: ``$TRACETAG_NOW`` (ISO time) for reproducible reports, else now."""
+    fixed = os.environ.get("TRACETAG_NOW")
+    if fixed:
+        return parse_iso_ms(fixed)
+    return int(time.time() * 1000)
+
+
+def field_getter(f: A.Field) -> Callable[[dict], Any]:
+    key = f.key
+    if f.kind == "tag":
+        return lambda d: d["tags"].get(key)
+    if f.kind == "metadata":
+        return lambda d: d["metadata"].get(key)
+    if key == "end_time_ms":
+
+        def end_time(d: dict) -> Any:
+            ex = d.get("execution_time_ms")
+            return None if ex is None else d["timestamp_ms"] + ex
+
+        return end_time
+    if key == "run_id":
+        return lambda d: d["metadata"].get("mlflow.sourceRun")
+    return lambda d: d.get(key)
+
+
+def like_to_regex(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    """SQL LIKE: ``%`` any run, ``_`` one character, ``\\`` escapes; the whole value must match."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.S | (re.I if ignore_case else 0))
+
+
+def _as_number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _literal(f: A.Field, v: A.Value, now: int) -> Any:
+    if isinstance(v, A.Now):
+        return now + v.offset_ms
+    if isinstance(v, A.Duration):
+        return v.ms
+    if isinstance(v, A.String) and f.kind == "attribute" and f.key in NUMERIC_ATTRIBUTES:
+        return parse_iso_ms(v.value)
+    return v.value
+
+
+def _numeric_compare(f: A.Field, v: A.Value) -> bool:
+    """Tags and metadata compare as numbers when the literal is a number (``retries > 9``)."""
+    return f.kind in ("tag", "metadata") and isinstance(v, A.Number | A.Duration)
+
+
+def _compile(node: A.Node, now: int) -> Predicate:
+    if isinstance(node, A.And):
+        parts = [_compile(i, now) for i in node.items]
+
+        def and_(d: dict) -> bool | None:
+            result: bool | None = True
+            for p in parts:
+                r = p(d)
+                if r is False:
+                    return False
+                if r is None:
+                    result = None
+            return result
+
+        return and_
+    if isinstance(node, A.Or):
+        parts = [_compile(i, now) for i in node.items]
+
+        def or_(d: dict) -> bool | None:
+            result: bool | None = False
+            for p in parts:
+                r = p(d)
+                if r is True:
+                    return True
+                if r is None:
+                    result = None
+            return result
+
+        return or_
+    if isinstance(node, A.Not):
+        inner = _compile(node.item, now)
+
+        def not_(d: dict) -> bool | None:
+            r = inner(d)
+            return None if r is None else not r
+
+        return not_
+    if isinstance(node, A.IsNull):
+        get = field_getter(node.field)
+        if node.negated:
+            return lambda d: get(d) is not None
+        return lambda d: get(d) is None
+    if isinstance(node, A.Like):
+        get = field_getter(node.field)
+        if node.op == "RLIKE":
+            rx = re.compile(node.pattern.value)
+            match = rx.search
+        else:
+            match = like_to_regex(node.pattern.value, node.op == "ILIKE").match
+        negated = node.negated
+
+        def like(d: dict) -> bool | None:
+            v = get(d)
+            if v is None:
+                return None
+            return (match(str(v)) is not None) != negated
+
+        return like
+    if isinstance(node, A.Compare):
+        get = field_getter(node.field)
+        op = _OPS[node.op]
+        lit = _literal(node.field, node.value, now)
+        if _numeric_compare(node.field, node.value):
+
+            def num_cmp(d: dict) -> bool | None:
+                v = _as_number(get(d))
+                return None if v is None else op(v, lit)
+
+            return num_cmp
+
+        def cmp(d: dict) -> bool | None:
+            v = get(d)
+            return None if v is None else op(v, lit)
+
+        return cmp
+    if isinstance(node, A.InList):
+        get = field_getter(node.field)
+        numeric = _numeric_compare(node.field, node.values[0])
+        values = frozenset(_literal(node.field, v, now) for v in node.values)
+        negated = node.negated
+
+        def in_(d: dict) -> bool | None:
+            v = get(d)
+            if numeric:
+                v = _as_number(v)
+            if v is None:
+                return None
+            return (v in values) != negated
+
+        return in_
+    raise TypeError(f"not a filter node: {node!r}")
+
+
+def compile_filter(node: A.Node | None, now: int | None = None) -> Predicate:
+    if node is None:
+        return lambda d: True
+    return _compile(node, now_ms() if now is None else now)
+
+
+def required_bytes(node: A.Node | None) -> list[bytes]:
+    """Byte strings that every matching document's JSON must contain.
+
+    ``tags.environment = 'production'`` can only be True for a document whose JSON holds
+    ``"production"``; the scan skips parsing the lines that lack it. Only conjunctions of
+    string equalities qualify; anything else (OR, NOT, patterns) contributes nothing.
+    """
+    if node is None:
+        return []
+    if isinstance(node, A.And):
+        return [b for item in node.items for b in required_bytes(item)]
+    if (
+        isinstance(node, A.Compare)
+        and node.op == "="
+        and isinstance(node.value, A.String)
+        and not (node.field.kind == "attribute" and node.field.key in NUMERIC_ATTRIBUTES)
+        and node.field.key not in ("run_id", "end_time_ms")
+    ):
+        return [orjson.dumps(node.value.value)]
+    return []

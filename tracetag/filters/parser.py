@@ -1,0 +1,378 @@
+"""Filter text -> AST, with errors that say what was expected, in words, and where.
+
+The grammar is ``grammar/filter.lark`` (shipped inside the wheel as ``tracetag/grammar``). The
+Transformer only builds nodes; :func:`validate` checks fields, operators and literal types in a
+separate pass so that every error carries the column of the offending token.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import FilterSyntaxError
+from . import ast as A
+
+__all__ = ["ATTRIBUTES", "grammar_path", "parse_field", "parse_filter", "parse_iso_ms"]
+
+# Attribute names (and MLflow's aliases, old and new) -> canonical name.
+ATTRIBUTES = {
+    "status": "status",
+    "state": "status",
+    "name": "name",
+    "timestamp_ms": "timestamp_ms",
+    "timestamp": "timestamp_ms",
+    "request_time": "timestamp_ms",
+    "execution_time_ms": "execution_time_ms",
+    "execution_time": "execution_time_ms",
+    "execution_duration_ms": "execution_time_ms",
+    "execution_duration": "execution_time_ms",
+    "end_time_ms": "end_time_ms",
+    "end_time": "end_time_ms",
+    "request_id": "trace_id",
+    "trace_id": "trace_id",
+    "client_request_id": "client_request_id",
+    "run_id": "run_id",
+    "experiment_id": "experiment_id",
+}
+NUMERIC_ATTRIBUTES = {"timestamp_ms", "execution_time_ms", "end_time_ms"}
+TIME_ATTRIBUTES = {"timestamp_ms", "end_time_ms"}
+_PREFIXES = {
+    "tags": "tag",
+    "tag": "tag",
+    "metadata": "metadata",
+    "request_metadata": "metadata",
+    "attributes": "attribute",
+    "attribute": "attribute",
+    "attr": "attribute",
+    "trace": "attribute",
+}
+_FIELD_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\.(.*))?$", re.S)
+
+_EXPECTED_WORDS = {
+    "STRING": "a quoted string",
+    "NUMBER": "a number",
+    "DURATION": "a duration such as 5s",
+    "NOW": "now()",
+    "FIELD": "a field such as tags.environment or status",
+    "COMP_OP": "a comparison (=, !=, <, <=, >, >=)",
+    "LIKE_OP": "LIKE, ILIKE or RLIKE",
+    "_IN": "IN",
+    "_IS": "IS",
+    "_NULL": "NULL",
+    "_NOT": "NOT",
+    "_AND": "AND",
+    "_OR": "OR",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "SIGN": "+ or -",
+}
+_TOKEN_WORDS = {
+    "FIELD": "field",
+    "STRING": "string",
+    "NUMBER": "number",
+    "DURATION": "duration",
+    "COMP_OP": "operator",
+    "LIKE_OP": "operator",
+}
+
+
+def grammar_path() -> Path:
+    """The grammar inside the installed package, or at the repository root in a checkout."""
+    packaged = resources.files("tracetag") / "grammar" / "filter.lark"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "grammar" / "filter.lark"
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Any:
+    from lark import Lark
+
+    return Lark(grammar_path().read_text(), parser="lalr", maybe_placeholders=True)
+
+
+def _unquote(text: str) -> str:
+    quote = text[0]
+    body = text[1:-1]
+    return re.sub(r"\\([\\" + quote + "])", r"\1", body)
+
+
+def parse_field(raw: str, pos: int = 0) -> A.Field:
+    """``tags.service.name`` -> Field('tag', 'service.name'); bare names are attributes."""
+    m = _FIELD_RE.match(raw)
+    if not m:
+        return A.Field("unknown", raw, pos, raw)
+    prefix, key = m.group(1), m.group(2)
+    if key is None:
+        return A.Field("attribute", ATTRIBUTES.get(prefix.lower(), prefix), pos, raw)
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in "`\"":
+        key = key[1:-1]
+    kind = _PREFIXES.get(prefix.lower())
+    if kind is None:
+        return A.Field("unknown", raw, pos, raw)
+    if kind == "attribute":
+        key = ATTRIBUTES.get(key.lower(), key)
+    return A.Field(kind, key, pos, raw)
+
+
+def _transformer() -> Any:
+    from lark import Transformer
+
+    def flatten(kind: type, items: list) -> tuple:
+        out: list = []
+        for item in items:
+            out.extend(item.items if isinstance(item, kind) else [item])
+        return tuple(out)
+
+    class Build(Transformer):
+        def or_expr(self, items: list) -> A.Or:
+            return A.Or(flatten(A.Or, items))
+
+        def and_expr(self, items: list) -> A.And:
+            return A.And(flatten(A.And, items))
+
+        def not_(self, items: list) -> A.Not:
+            return A.Not(items[0])
+
+        def group(self, items: list) -> Any:
+            return items[1]
+
+        def compare(self, items: list) -> A.Compare:
+            f, op, value = items
+            op = "!=" if op == "<>" else str(op)
+            return A.Compare(parse_field(str(f), f.start_pos), op, value)
+
+        def like(self, items: list, negated: bool = False) -> A.Like:
+            f, op, pattern = items
+            s = A.String(_unquote(str(pattern)), pattern.start_pos)
+            return A.Like(parse_field(str(f), f.start_pos), str(op).upper(), s, negated)
+
+        def not_like(self, items: list) -> A.Like:
+            return self.like(items, negated=True)
+
+        def in_(self, items: list, negated: bool = False) -> A.InList:
+            f, lpar, values, _rpar = items
+            vals = tuple(values.children) if values is not None else ()
+            return A.InList(parse_field(str(f), f.start_pos), vals, negated, lpar.start_pos)
+
+        def not_in(self, items: list) -> A.InList:
+            return self.in_(items, negated=True)
+
+        def is_null(self, items: list) -> A.IsNull:
+            return A.IsNull(parse_field(str(items[0]), items[0].start_pos))
+
+        def is_not_null(self, items: list) -> A.IsNull:
+            return A.IsNull(parse_field(str(items[0]), items[0].start_pos), negated=True)
+
+        def string(self, items: list) -> A.String:
+            return A.String(_unquote(str(items[0])), items[0].start_pos)
+
+        def number(self, items: list) -> A.Number:
+            text = str(items[0])
+            is_int = re.fullmatch(r"[+-]?\d+", text) is not None
+            return A.Number(int(text) if is_int else float(text), items[0].start_pos)
+
+        def duration(self, items: list) -> A.Duration:
+            return _duration(items[0])
+
+        def now(self, items: list) -> A.Now:
+            now_tok = items[0]
+            if len(items) > 3 and items[3] is not None:
+                d = _duration(items[4])
+                return A.Now(-d.ms if str(items[3]) == "-" else d.ms, now_tok.start_pos)
+            return A.Now(0, now_tok.start_pos)
+
+    return Build()
+
+
+def _duration(tok: Any) -> A.Duration:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", str(tok), re.I)
+    assert m is not None
+    return A.Duration(float(m.group(1)) * A._UNITS[m.group(2).lower()], tok.start_pos)
+
+
+def _describe_token(tok: Any) -> str:
+    if tok.type == "$END":
+        return "end of filter"
+    word = _TOKEN_WORDS.get(tok.type)
+    return f"{word} {str(tok)!r}" if word else repr(str(tok))
+
+
+def _expected(names: set[str]) -> str:
+    words = sorted({_EXPECTED_WORDS.get(n, n) for n in names if not n.startswith("__")})
+    if not words:
+        return ""
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(text: str, e: Exception) -> FilterSyntaxError:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        expected = set(e.expected)
+        if tok.type == "$END":
+            want = _expected(expected)
+            msg = "unexpected end of filter" + (f", expected {want}" if want else "")
+            return FilterSyntaxError(msg, text, len(text))
+        pos = tok.start_pos if tok.start_pos is not None else len(text)
+        if tok.type == "FIELD" and {"STRING", "NUMBER"} & expected:
+            return FilterSyntaxError(
+                f"expected a quoted string, a number or a duration, got {str(tok)!r} "
+                f"(quote text values: '{tok}')",
+                text,
+                pos,
+            )
+        if tok.type == "RPAR" and "__ANON_0" not in expected and "STRING" in expected:
+            return FilterSyntaxError("expected a value before ')'", text, pos)
+        if text[:pos].count("(") <= text[:pos].count(")"):
+            expected -= {"RPAR", "COMMA"}  # LALR merges states; no group or list is open here
+        want = _expected(expected)
+        msg = f"unexpected {_describe_token(tok)}" + (f", expected {want}" if want else "")
+        return FilterSyntaxError(msg, text, pos)
+    if isinstance(e, UnexpectedCharacters):
+        pos = e.pos_in_stream
+        ch = text[pos] if pos < len(text) else ""
+        if ch in "'\"":
+            return FilterSyntaxError(f"unterminated string: no closing {ch}", text, pos)
+        if ch == "`":
+            return FilterSyntaxError("unterminated quoted key: no closing `", text, pos)
+        return FilterSyntaxError(f"unexpected character {ch!r}", text, pos)
+    if isinstance(e, UnexpectedEOF):
+        return FilterSyntaxError("unexpected end of filter", text, len(text))
+    return FilterSyntaxError(str(e), text, 0)
+
+
+def parse_filter(text: str | None) -> A.Node | None:
+    """Parse and validate a filter; ``None`` or blank text means "every trace"."""
+    if text is None or not text.strip():
+        return None
+    from lark.exceptions import LarkError, UnexpectedInput
+
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(text, e) from None
+    except LarkError as e:  # pragma: no cover - lark's own failures, kept one-line
+        raise FilterSyntaxError(f"cannot parse filter: {e}", text, 0) from None
+    node = _transformer().transform(tree)
+    validate(node, text)
+    return node
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: the semantic rules, each error pointing at a column
+
+
+def parse_iso_ms(text: str) -> int:
+    """``2025-03-05`` or ``2025-03-02T12:00:00[Z|+01:00]`` -> epoch ms; UTC when no zone given."""
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _err(msg: str, text: str, pos: int) -> FilterSyntaxError:
+    return FilterSyntaxError(msg, text, pos)
+
+
+def _check_field(f: A.Field, text: str) -> None:
+    if f.kind == "unknown":
+        prefix = f.raw.split(".", 1)[0]
+        raise _err(
+            f"unknown field prefix {prefix!r}; use tags., metadata. or an attribute",
+            text,
+            f.pos,
+        )
+    if f.kind in ("tag", "metadata") and f.key == "":
+        raise _err(f"empty key after '{f.raw.split('.', 1)[0]}.'", text, f.pos + len(f.raw))
+    if f.kind == "attribute" and f.key not in ATTRIBUTES.values():
+        valid = ", ".join(sorted(set(ATTRIBUTES.values())))
+        raise _err(
+            f"unknown attribute {f.key!r}; valid: {valid} (or tags.KEY, metadata.KEY)",
+            text,
+            f.pos,
+        )
+
+
+def _check_value(f: A.Field, op: str, v: A.Value, text: str) -> None:
+    name = str(f)
+    if isinstance(v, A.Number) and not math.isfinite(v.value):
+        raise _err("number out of range", text, v.pos)
+    if f.kind == "attribute" and f.key in NUMERIC_ATTRIBUTES:
+        if isinstance(v, A.String):
+            if f.key not in TIME_ATTRIBUTES:
+                raise _err(f"{name} takes a number or a duration such as 5s", text, v.pos)
+            try:
+                parse_iso_ms(v.value)
+            except ValueError:
+                raise _err(
+                    f"{v} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z]", text, v.pos
+                ) from None
+        if isinstance(v, A.Now) and f.key not in TIME_ATTRIBUTES:
+            raise _err(f"now() compares with timestamps, not {name}", text, v.pos)
+        if isinstance(v, A.Duration) and f.key in TIME_ATTRIBUTES:
+            raise _err(
+                f"a duration cannot be compared with {name}; did you mean now() - {v}?",
+                text,
+                v.pos,
+            )
+        return
+    # String-valued fields: tags, metadata and the text attributes.
+    if isinstance(v, A.Duration | A.Now):
+        raise _err(f"{name} is text; a duration or now() cannot be compared with it", text, v.pos)
+    if f.kind == "attribute" and isinstance(v, A.Number):
+        raise _err(f"{name} is text; quote the value", text, v.pos)
+    if op in ("<", "<=", ">", ">="):
+        if f.kind == "attribute":
+            raise _err(f"{name} supports =, !=, LIKE, ILIKE, RLIKE and IN, not {op}", text, f.pos)
+        if not isinstance(v, A.Number):
+            raise _err(
+                f"{op} compares {name} as a number; use an unquoted number such as 9",
+                text,
+                v.pos,
+            )
+
+
+def validate(node: A.Node, text: str) -> None:
+    if isinstance(node, A.And | A.Or):
+        for item in node.items:
+            validate(item, text)
+    elif isinstance(node, A.Not):
+        validate(node.item, text)
+    elif isinstance(node, A.Compare):
+        _check_field(node.field, text)
+        _check_value(node.field, node.op, node.value, text)
+    elif isinstance(node, A.Like):
+        _check_field(node.field, text)
+        if node.field.kind == "attribute" and node.field.key in NUMERIC_ATTRIBUTES:
+            raise _err(f"{node.op} needs a text field, {node.field} is a number", text, node.field.pos)
+        if node.op == "RLIKE":
+            try:
+                re.compile(node.pattern.value)
+            except re.error as e:
+                raise _err(
+                    f"invalid regular expression {node.pattern}: {e.msg}",
+                    text,
+                    node.pattern.pos + 1 + (e.pos or 0),
+                ) from None
+    elif isinstance(node, A.InList):
+        _check_field(node.field, text)
+        if not node.values:
+            raise _err("IN needs at least one value", text, node.pos + 1)
+        kinds = {type(v) for v in node.values}
+        if len(kinds) > 1 and not kinds <= {A.Number, A.Duration}:
+            raise _err("IN values must all be strings or all numbers", text, node.pos)
+        for v in node.values:
+            _check_value(node.field, "=", v, text)
+    elif isinstance(node, A.IsNull):
+        _check_field(node.field, text)

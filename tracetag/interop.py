@@ -1,0 +1,222 @@
+"""Reading traces written by MLflow (``Trace.to_dict()`` / ``to_json()``) and by tracetag itself.
+
+MLflow 3 writes ``{"info": {...}, "data": {"spans": [...]}}`` with OpenTelemetry-style spans:
+ids are base64 of raw bytes (stored here as hex, as OpenTelemetry prints them), times are
+nanoseconds, and span attributes are JSON-encoded strings, of which ``mlflow.spanType``,
+``mlflow.spanInputs`` and ``mlflow.spanOutputs`` become the span's own fields. MLflow 2's
+``request_id`` / ``timestamp_ms`` / ``request_metadata`` shape is read as well.
+tracetag's own export is ``{"info": {...}, "spans": [...]}`` in the model's ``to_dict`` form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .errors import ImportFormatError
+from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
+
+__all__ = ["ImportResult", "parse_traces", "trace_from_any"]
+
+_STATES = {
+    "OK": "OK",
+    "ERROR": "ERROR",
+    "IN_PROGRESS": "IN_PROGRESS",
+    "STATE_UNSPECIFIED": "IN_PROGRESS",
+    "TRACE_STATUS_UNSPECIFIED": "IN_PROGRESS",
+}
+_SPAN_STATUS = {"STATUS_CODE_OK": "OK", "STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_UNSET": "UNSET"}
+_LIFTED = ("mlflow.spanType", "mlflow.spanInputs", "mlflow.spanOutputs")
+
+
+@dataclass
+class ImportResult:
+    traces: list[Trace] = field(default_factory=list)
+    # (line or item number, message) for each record that could not be read
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _hex_id(value: str | None) -> str | None:
+    """MLflow's JSON span ids are base64 of the raw bytes; hex ones pass through."""
+    if value is None:
+        return None
+    if len(value) in (16, 32) and all(c in "0123456789abcdef" for c in value):
+        return value
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return value
+
+
+def _json_attr(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def _to_ms(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000 + 0.5)
+    except ValueError:
+        raise ValueError(f"unreadable time {text!r}") from None
+
+
+def _duration_ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith("s"):  # protobuf Duration JSON: "1.853s"
+        return round(float(value[:-1]) * 1000)
+    return int(value)
+
+
+def _mlflow_span(s: dict[str, Any]) -> Span:
+    attrs = {k: _json_attr(v) for k, v in (s.get("attributes") or {}).items()}
+    status = s.get("status") or {}
+    code = status.get("code", "STATUS_CODE_UNSET") if isinstance(status, dict) else status
+    return Span(
+        span_id=_hex_id(s.get("span_id") or s.get("context", {}).get("span_id")) or "",
+        name=s.get("name", ""),
+        parent_id=_hex_id(s.get("parent_span_id") or s.get("parent_id")),
+        span_type=str(attrs.pop("mlflow.spanType", None) or "UNKNOWN"),
+        start_time_ns=int(s.get("start_time_unix_nano") or s.get("start_time_ns") or 0),
+        end_time_ns=(
+            int(s["end_time_unix_nano"]) if s.get("end_time_unix_nano") is not None else None
+        ),
+        status=_SPAN_STATUS.get(code, code),
+        status_message=(status.get("message") or "") if isinstance(status, dict) else "",
+        attributes={k: v for k, v in attrs.items() if k not in _LIFTED},
+        events=[
+            SpanEvent(
+                e.get("name", ""),
+                int(e.get("time_unix_nano") or e.get("timestamp_ns") or 0),
+                {k: _json_attr(v) for k, v in (e.get("attributes") or {}).items()},
+            )
+            for e in s.get("events") or []
+        ],
+        inputs=attrs.get("mlflow.spanInputs"),
+        outputs=attrs.get("mlflow.spanOutputs"),
+    )
+
+
+def _kv(value: Any) -> dict[str, str]:
+    """MLflow 2 sometimes writes tags as ``[{"key": k, "value": v}]``."""
+    if isinstance(value, list):
+        return {str(x["key"]): str(x["value"]) for x in value}
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _mlflow_trace(d: dict[str, Any]) -> Trace:
+    info = d["info"]
+    tags = _kv(info.get("tags"))
+    metadata = _kv(info.get("trace_metadata") or info.get("request_metadata"))
+    location = info.get("trace_location") or {}
+    experiment = (location.get("mlflow_experiment") or {}).get("experiment_id")
+    if experiment is None:
+        experiment = info.get("experiment_id", "0")
+    trace_id = info.get("trace_id") or info.get("request_id")
+    if not trace_id:
+        raise ValueError("no trace_id")
+    state = info.get("state") or info.get("status") or "OK"
+    if state not in _STATES:
+        raise ValueError(f"unknown state {state!r}")
+    timestamp = info.get("request_time", info.get("timestamp_ms"))
+    duration = info.get("execution_duration_ms", info.get("execution_duration"))
+    if duration is None:
+        duration = info.get("execution_time_ms")
+    spans = [_mlflow_span(s) for s in (d.get("data") or {}).get("spans") or []]
+    return Trace(
+        TraceInfo(
+            trace_id=str(trace_id),
+            experiment_id=str(experiment),
+            name=tags.get("mlflow.traceName") or (spans[0].name if spans else None),
+            timestamp_ms=_to_ms(timestamp),
+            execution_time_ms=_duration_ms(duration),
+            status=_STATES[state],
+            tags=tags,
+            metadata=metadata,
+            request_preview=info.get("request_preview"),
+            response_preview=info.get("response_preview"),
+            client_request_id=info.get("client_request_id"),
+        ),
+        TraceData(spans),
+    )
+
+
+def trace_from_any(d: Any) -> Trace:
+    """One trace from an MLflow (2 or 3) or a tracetag JSON document."""
+    if not isinstance(d, dict) or not isinstance(d.get("info"), dict):
+        raise ValueError("not a trace: expected an object with an 'info' object")
+    if "data" in d:
+        return _mlflow_trace(d)
+    if "spans" in d:
+        trace = Trace.from_dict(d)
+        if trace.info.status not in _STATES:
+            raise ValueError(f"unknown status {trace.info.status!r}")
+        return trace
+    return _mlflow_trace(d)
+
+
+def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) -> ImportResult:
+    """Every trace in ``data``: a JSON array, a single document, or one document per line.
+
+    Unless ``skip_invalid``, the first unreadable record raises ``ImportFormatError`` naming its
+    line, so that callers write nothing from a bad file.
+    """
+    from .store import valid_trace_id
+
+    result = ImportResult()
+    items: list[tuple[int, Any]]
+    stripped = data.strip()
+    whole: Any = None
+    if stripped[:1] in (b"[", b"{"):
+        try:
+            whole = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            whole = None
+    if isinstance(whole, list):
+        items = [(i + 1, x) for i, x in enumerate(whole)]
+        unit = "item"
+    elif isinstance(whole, dict):
+        items = [(1, whole)]
+        unit = "item"
+    else:
+        unit = "line"
+        items = []
+        for lineno, line in enumerate(data.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append((lineno, orjson.loads(line)))
+            except orjson.JSONDecodeError as e:
+                msg = f"invalid JSON ({str(e).split(':')[0]})"
+                if not skip_invalid:
+                    raise ImportFormatError(f"{source}: {unit} {lineno}: {msg}") from None
+                result.invalid.append((lineno, msg))
+    for number, obj in items:
+        try:
+            trace = trace_from_any(obj)
+            if not valid_trace_id(trace.info.trace_id):
+                raise ValueError(f"invalid trace id {trace.info.trace_id!r}")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            msg = str(e) if isinstance(e, ValueError) else f"missing or wrong field {e}"
+            if not skip_invalid:
+                raise ImportFormatError(f"{source}: {unit} {number}: {msg}") from None
+            result.invalid.append((number, msg))
+            continue
+        result.traces.append(trace)
+    return result

@@ -1,0 +1,225 @@
+"""The trace model: a ``Trace`` is a ``TraceInfo`` (what searches and tag writes touch) plus spans.
+
+Field names follow MLflow 3 where they exist, with MLflow's older names kept as read-only
+aliases so that code written against either ports by a rename. ``to_dict`` / ``from_dict`` are
+the JSON form used by the store and by ``tracetag export``; they round-trip without loss.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["STATUSES", "Span", "SpanEvent", "Trace", "TraceData", "TraceInfo", "new_trace_id"]
+
+STATUSES = ("OK", "ERROR", "IN_PROGRESS")
+
+
+def new_trace_id() -> str:
+    return "tr-" + secrets.token_hex(16)
+
+
+@dataclass
+class SpanEvent:
+    name: str
+    timestamp_ns: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "timestamp_ns": self.timestamp_ns, "attributes": self.attributes}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SpanEvent:
+        return cls(d["name"], int(d.get("timestamp_ns") or 0), dict(d.get("attributes") or {}))
+
+
+@dataclass
+class Span:
+    span_id: str
+    name: str
+    parent_id: str | None = None
+    span_type: str = "UNKNOWN"
+    start_time_ns: int = 0
+    end_time_ns: int | None = None
+    status: str = "OK"
+    status_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[SpanEvent] = field(default_factory=list)
+    inputs: Any = None
+    outputs: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "span_id": self.span_id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "span_type": self.span_type,
+            "start_time_ns": self.start_time_ns,
+            "end_time_ns": self.end_time_ns,
+            "status": self.status,
+            "status_message": self.status_message,
+            "attributes": self.attributes,
+            "events": [e.to_dict() for e in self.events],
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Span:
+        return cls(
+            span_id=d["span_id"],
+            name=d.get("name", ""),
+            parent_id=d.get("parent_id"),
+            span_type=d.get("span_type") or "UNKNOWN",
+            start_time_ns=int(d.get("start_time_ns") or 0),
+            end_time_ns=d.get("end_time_ns"),
+            status=d.get("status") or "OK",
+            status_message=d.get("status_message") or "",
+            attributes=dict(d.get("attributes") or {}),
+            events=[SpanEvent.from_dict(e) for e in d.get("events") or []],
+            inputs=d.get("inputs"),
+            outputs=d.get("outputs"),
+        )
+
+    @property
+    def parent_span_id(self) -> str | None:  # MLflow's name
+        return self.parent_id
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.end_time_ns is None:
+            return None
+        return (self.end_time_ns - self.start_time_ns) / 1e6
+
+
+# Keys of the stored info document; also the order of ``to_dict``.
+INFO_FIELDS = (
+    "trace_id",
+    "experiment_id",
+    "name",
+    "timestamp_ms",
+    "execution_time_ms",
+    "status",
+    "tags",
+    "metadata",
+    "request_preview",
+    "response_preview",
+    "client_request_id",
+)
+
+
+@dataclass
+class TraceInfo:
+    trace_id: str
+    experiment_id: str = "0"
+    name: str | None = None
+    timestamp_ms: int = 0
+    execution_time_ms: int | None = None
+    status: str = "OK"
+    tags: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    request_preview: str | None = None
+    response_preview: str | None = None
+    client_request_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in INFO_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TraceInfo:
+        return cls(
+            trace_id=d["trace_id"],
+            experiment_id=str(d.get("experiment_id", "0")),
+            name=d.get("name"),
+            timestamp_ms=int(d.get("timestamp_ms") or 0),
+            execution_time_ms=d.get("execution_time_ms"),
+            status=d.get("status") or "OK",
+            tags=dict(d.get("tags") or {}),
+            metadata=dict(d.get("metadata") or {}),
+            request_preview=d.get("request_preview"),
+            response_preview=d.get("response_preview"),
+            client_request_id=d.get("client_request_id"),
+        )
+
+    # MLflow 2 and 3 spellings, so ported code reads the same fields.
+    @property
+    def request_id(self) -> str:
+        return self.trace_id
+
+    @property
+    def state(self) -> str:
+        return self.status
+
+    @property
+    def request_time(self) -> int:
+        return self.timestamp_ms
+
+    @property
+    def execution_duration(self) -> int | None:
+        return self.execution_time_ms
+
+    @property
+    def end_time_ms(self) -> int | None:
+        if self.execution_time_ms is None:
+            return None
+        return self.timestamp_ms + self.execution_time_ms
+
+    @property
+    def request_metadata(self) -> dict[str, str]:
+        return self.metadata
+
+    @property
+    def trace_metadata(self) -> dict[str, str]:
+        return self.metadata
+
+
+class TraceData:
+    """The spans of a trace, loaded on first access when they come from a search."""
+
+    def __init__(
+        self,
+        spans: list[Span] | None = None,
+        loader: Callable[[], list[Span]] | None = None,
+    ):
+        self._spans = spans
+        self._loader = loader
+
+    @property
+    def spans(self) -> list[Span]:
+        if self._spans is None:
+            self._spans = self._loader() if self._loader else []
+        return self._spans
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TraceData) and self.spans == other.spans
+
+    def __repr__(self) -> str:
+        return f"TraceData(spans={len(self.spans)})"
+
+
+class Trace:
+    def __init__(self, info: TraceInfo, data: TraceData | None = None):
+        self.info = info
+        self.data = data if data is not None else TraceData([])
+
+    @property
+    def spans(self) -> list[Span]:
+        return self.data.spans
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"info": self.info.to_dict(), "spans": [s.to_dict() for s in self.spans]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trace:
+        return cls(
+            TraceInfo.from_dict(d["info"]),
+            TraceData([Span.from_dict(s) for s in d.get("spans") or []]),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Trace) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Trace(trace_id={self.info.trace_id!r}, status={self.info.status!r})"

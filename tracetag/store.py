@@ -1,0 +1,913 @@
+"""The embedded trace store: a TinyDB JSON document file, a journal beside it, spans apart.
+
+A plain TinyDB file is rewritten whole on every change and parsed whole on every read, which
+at 100,000 traces makes one tag write cost a second. The store keeps TinyDB's document file as
+the base and designs around that cost (docs/store.md has the longer version):
+
+``PATH`` (the base)
+    A valid TinyDB database (tables ``_meta``, ``experiments``, ``traces``) laid out one document
+    per line, keyed by trace id, so that it can be streamed line by line and a single document
+    found with one substring search. It holds trace *infos* only: everything a search or a tag
+    write touches. It is only ever replaced whole, by an atomic rename.
+``PATH-journal``
+    An append-only log of small operations (put trace, set/delete tags, create experiment), one
+    checksummed line each, fsynced before a write returns. Readers replay it over the base.
+``PATH-spans``
+    Append-only span payloads, one checksummed line per trace; the info document points at it.
+``PATH-lock``
+    Serialises writers across processes; readers never take it.
+
+Invariants that make it safe:
+
+1. A write is one journal line written with one ``write`` and fsynced before returning, so it is
+   all there or, if the writer died, a torn last line with no newline that readers ignore.
+2. Writers hold the lock; a torn tail seen under the lock belongs to a dead writer and is cut
+   off before the next append, so it can never swallow an acknowledged record.
+3. Every operation is an assignment (put a document, set or delete a key), so replaying a
+   journal over a base that already contains it changes nothing.
+4. The base and the journal carry a generation number. Compaction writes base ``g+1`` (temp
+   file, fsync, rename), then a fresh journal ``g+1``. A reader that finds a journal older than
+   its base ignores it (a crash between the two renames); one newer than its base retries.
+5. Spans are appended and fsynced before the journal line that points at them, so no
+   acknowledged trace points at missing spans; a crash can only leave unreferenced bytes.
+6. Reads never write anything: no lock file, no repair, no migration on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import NotAStore, StoreCorrupted, StoreLocked, TraceNotFound
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Store",
+    "TraceStorage",
+    "default_store_path",
+    "open_tinydb",
+    "resolve_store_path",
+]
+
+FORMAT = "tracetag"
+SCHEMA_VERSION = 2
+JOURNAL_VERSION = 1
+DEFAULT_EXPERIMENT = {"experiment_id": "0", "name": "Default", "creation_time_ms": 0}
+# Compact once the journal is larger than this or a quarter of the base, whichever is larger:
+# replay cost on reads stays a fraction of the scan, and rewrites stay rare.
+COMPACT_MIN_BYTES = 4 * 1024 * 1024
+LOCK_TIMEOUT_S = 60.0
+
+_META_PREFIX = b'{"_meta": '
+_EXP_PREFIX = b'"experiments": '
+_TRACES_OPEN = b'"traces": {\n'
+_TRACES_CLOSE = b"}}\n"
+_LINE_RE = re.compile(rb'\n"([^"\n]+)": ([^\n]*?),?(?=\n)')
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def default_store_path() -> Path:
+    """The per-user store: ``$XDG_DATA_HOME/tracetag/store.json`` or the platform's equivalent."""
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif os.uname().sysname == "Darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "tracetag" / "store.json"
+
+
+def resolve_store_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """``path``, else ``$TRACETAG_STORE``, else the per-user default; a directory gets ``store.json``."""
+    chosen = path or os.environ.get("TRACETAG_STORE") or default_store_path()
+    p = Path(chosen).expanduser()
+    return p / "store.json" if p.is_dir() else p
+
+
+def valid_trace_id(trace_id: str) -> bool:
+    return bool(_ID_RE.match(trace_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# Low-level file helpers
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write to a temp file in the same folder, fsync, rename over ``path``: old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path)
+
+
+def encode_record(obj: Any) -> bytes:
+    """One checksummed line: 8 hex digits of CRC-32, a space, compact JSON, newline."""
+    body = orjson.dumps(obj)
+    return b"%08x " % zlib.crc32(body) + body + b"\n"
+
+
+def decode_record(line: bytes) -> Any:
+    """Parse a line made by :func:`encode_record` (without its newline); ``ValueError`` if damaged."""
+    if len(line) < 10 or line[8:9] != b" ":
+        raise ValueError("not a record")
+    body = line[9:]
+    if int(line[:8], 16) != zlib.crc32(body):
+        raise ValueError("checksum mismatch")
+    return orjson.loads(body)
+
+
+# ---------------------------------------------------------------------------------------------
+# The base file
+
+
+def _layout(meta: dict, experiments: dict, traces: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
+    """The base file's bytes: valid TinyDB JSON with one trace document per line."""
+    yield _META_PREFIX + orjson.dumps({"1": meta}) + b",\n"
+    yield _EXP_PREFIX + orjson.dumps(experiments) + b",\n"
+    yield _TRACES_OPEN
+    first = True
+    for trace_id, raw in traces:
+        yield (b"" if first else b",\n") + b'"' + trace_id.encode() + b'": ' + raw
+        first = False
+    yield (b"\n" if not first else b"") + _TRACES_CLOSE
+
+
+def _new_meta(generation: int = 1) -> dict:
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "generation": generation,
+        "spans_file": None,
+    }
+
+
+def _migrate_v1(tables: dict) -> None:
+    """v1 named the id ``request_id`` (MLflow 2) and kept tags as ``[key, value]`` pairs."""
+    traces = tables.get("traces") or {}
+    for key, doc in list(traces.items()):
+        if "request_id" in doc and "trace_id" not in doc:
+            doc["trace_id"] = doc.pop("request_id")
+        if isinstance(doc.get("tags"), list):
+            doc["tags"] = {k: v for k, v in doc["tags"]}
+        traces[doc["trace_id"]] = traces.pop(key)
+
+
+# Named and ordered: entry i upgrades schema i+1 to i+2. Never edit or reorder; only append.
+MIGRATIONS: list[tuple[str, Callable[[dict], None]]] = [
+    ("0001_trace_id_and_tag_dict", _migrate_v1),
+]
+
+
+class _Base:
+    """An open, consistent view of the base file (the open handle survives a rename)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.meta = _new_meta(generation=0)
+        self.experiments: dict[str, dict] = {}
+        self._fh = None
+        self._body_start = 0
+        self._tables: dict | None = None  # set when the file had to be parsed whole
+        self.stat: os.stat_result | None = None
+        try:
+            self._fh = open(path, "rb")  # noqa: SIM115 - kept open as the snapshot
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            raise NotAStore(f"{path}: is a directory, not a tracetag store") from None
+        except OSError as e:
+            raise NotAStore(f"{path}: cannot be read ({e.strerror})") from None
+        self.stat = os.fstat(self._fh.fileno())
+        if self.stat.st_size == 0:
+            self._fh.close()
+            self._fh = None
+            return
+        if not self._read_header():
+            self._load_whole()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def _read_header(self) -> bool:
+        fh = self._fh
+        assert fh is not None
+        first = fh.readline(1 << 20)
+        second = fh.readline(1 << 24)
+        third = fh.readline(64)
+        if not (
+            first.startswith(_META_PREFIX)
+            and first.endswith(b",\n")
+            and second.startswith(_EXP_PREFIX)
+            and second.endswith(b",\n")
+            and third == _TRACES_OPEN
+        ):
+            return False
+        try:
+            meta = orjson.loads(first[len(_META_PREFIX) : -2]).get("1")
+            experiments = orjson.loads(second[len(_EXP_PREFIX) : -2])
+        except (orjson.JSONDecodeError, AttributeError):
+            return False
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            return False
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            return False  # older or newer: the whole-file path migrates or refuses
+        self.meta = meta
+        self.experiments = experiments
+        self._body_start = fh.tell()
+        return True
+
+    def _load_whole(self) -> None:
+        fh = self._fh
+        assert fh is not None
+        fh.seek(0)
+        data = fh.read()
+        try:
+            tables = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            if not data.lstrip().startswith(b"{"):
+                raise NotAStore(f"{self.path}: not a tracetag store (not a JSON document)") from None
+            raise StoreCorrupted(
+                f"{self.path}: damaged store, invalid JSON at line {e.lineno} column {e.colno}"
+            ) from None
+        meta = None
+        if isinstance(tables, dict) and isinstance(tables.get("_meta"), dict):
+            meta = tables["_meta"].get("1")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise NotAStore(f"{self.path}: not a tracetag store (no tracetag _meta table)")
+        version = meta.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise StoreCorrupted(f"{self.path}: damaged store, bad schema_version {version!r}")
+        if version > SCHEMA_VERSION:
+            raise NotAStore(
+                f"{self.path}: written by a newer tracetag (schema {version}, "
+                f"this one reads up to {SCHEMA_VERSION}); upgrade tracetag"
+            )
+        for _name, migrate in MIGRATIONS[version - 1 :]:
+            migrate(tables)
+        meta["schema_version"] = SCHEMA_VERSION
+        self.meta = meta
+        self.experiments = tables.get("experiments") or {}
+        self._tables = tables
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta.get("generation") or 0)
+
+    @property
+    def needs_rewrite(self) -> bool:
+        """True when the file is not in the current layout (old schema, or written by plain TinyDB)."""
+        return self._tables is not None
+
+    def iter_raw(self) -> Iterator[tuple[str, bytes]]:
+        """(trace id, JSON bytes of its info document), in file order."""
+        if self._tables is not None:
+            for tid, doc in (self._tables.get("traces") or {}).items():
+                yield tid, orjson.dumps(doc)
+            return
+        if self._fh is None:
+            return
+        fh = self._fh
+        fh.seek(self._body_start)
+        lineno = 3
+        closed = False
+        for line in fh:
+            lineno += 1
+            if line == _TRACES_CLOSE or line == b"}}":
+                closed = True
+                break
+            sep = line.find(b'": ')
+            end = -2 if line.endswith(b",\n") else (-1 if line.endswith(b"\n") else len(line))
+            if not line.startswith(b'"') or sep < 0 or line[end - 1 : end] != b"}":
+                raise StoreCorrupted(f"{self.path}: damaged store, unreadable line {lineno}")
+            yield line[1:sep].decode(), line[sep + 3 : end]
+        if not closed or fh.read(1):
+            raise StoreCorrupted(f"{self.path}: damaged store, truncated after line {lineno}")
+
+    def iter_docs(self) -> Iterator[dict]:
+        if self._tables is not None:
+            yield from (self._tables.get("traces") or {}).values()
+            return
+        loads = orjson.loads
+        for _tid, raw in self.iter_raw():
+            try:
+                yield loads(raw)
+            except orjson.JSONDecodeError:
+                raise StoreCorrupted(
+                    f"{self.path}: damaged store, unreadable document for {_tid}"
+                ) from None
+
+    def find(self, trace_id: str, index: dict[str, tuple[int, int]] | None) -> dict | None:
+        """One document by id, without reading the rest of the file."""
+        if self._tables is not None:
+            return (self._tables.get("traces") or {}).get(trace_id)
+        if self._fh is None:
+            return None
+        if index is not None:
+            loc = index.get(trace_id)
+            if loc is None:
+                return None
+            self._fh.seek(loc[0])
+            raw = self._fh.read(loc[1])
+        else:
+            with mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                needle = b'\n"' + trace_id.encode() + b'": '
+                pos = mm.find(needle, self._body_start - 1)
+                if pos < 0:
+                    return None
+                start = pos + len(needle)
+                end = mm.find(b"\n", start)
+                raw = mm[start : end if end >= 0 else len(mm)]
+            raw = raw[:-1] if raw.endswith(b",") else raw
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise StoreCorrupted(
+                f"{self.path}: damaged store, unreadable document for {trace_id}"
+            ) from None
+
+    def build_index(self) -> dict[str, tuple[int, int]]:
+        """Trace id -> (offset, length) of its document, for processes that look up many ids."""
+        index: dict[str, tuple[int, int]] = {}
+        if self._fh is None or self._tables is not None:
+            return index
+        with mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            for m in _LINE_RE.finditer(mm, self._body_start - 1):
+                index[m.group(1).decode()] = (m.start(2), m.end(2) - m.start(2))
+        return index
+
+
+# ---------------------------------------------------------------------------------------------
+# The journal
+
+
+@dataclass
+class Overlay:
+    """What the journal says on top of the base: replayed state, kept small by compaction."""
+
+    generation: int = -1
+    offset: int = 0
+    inode: int | None = None
+    records: int = 0
+    torn_bytes: int = 0
+    puts: dict[str, dict] = field(default_factory=dict)
+    # Tag changes for traces whose document is in the base: key -> value, or None to delete.
+    deltas: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    experiments: dict[str, dict] = field(default_factory=dict)
+
+    def apply(self, rec: dict) -> None:
+        op = rec.get("op")
+        if op == "batch":
+            for sub in rec["ops"]:
+                self.apply(sub)
+        elif op == "put":
+            doc = rec["doc"]
+            self.puts[doc["trace_id"]] = doc
+            self.deltas.pop(doc["trace_id"], None)
+        elif op == "tag":
+            sets: dict[str, str] = rec.get("set") or {}
+            dels: list[str] = rec.get("del") or []
+            for tid in rec["ids"]:
+                doc = self.puts.get(tid)
+                if doc is not None:
+                    # Copy on write: a snapshot taken earlier keeps seeing the old document.
+                    tags = {**doc["tags"], **sets}
+                    for k in dels:
+                        tags.pop(k, None)
+                    self.puts[tid] = {**doc, "tags": tags}
+                else:
+                    delta = {**self.deltas.get(tid, {}), **sets}
+                    for k in dels:
+                        delta[k] = None
+                    self.deltas[tid] = delta
+        elif op == "exp":
+            self.experiments[rec["doc"]["experiment_id"]] = rec["doc"]
+        else:
+            raise ValueError(f"unknown operation {op!r}")
+
+    def merge(self, doc: dict) -> dict:
+        """The document as the journal has it now (the input is never modified)."""
+        tid = doc["trace_id"]
+        put = self.puts.get(tid)
+        if put is not None:
+            return put
+        delta = self.deltas.get(tid)
+        if delta is None:
+            return doc
+        tags = dict(doc.get("tags") or {})
+        for k, v in delta.items():
+            if v is None:
+                tags.pop(k, None)
+            else:
+                tags[k] = v
+        return {**doc, "tags": tags}
+
+    def frozen(self) -> Overlay:
+        """A copy whose tables later appends cannot change (documents are copy-on-write)."""
+        return Overlay(
+            self.generation,
+            self.offset,
+            self.inode,
+            self.records,
+            self.torn_bytes,
+            dict(self.puts),
+            dict(self.deltas),
+            dict(self.experiments),
+        )
+
+
+def _read_journal(path: Path, overlay: Overlay | None) -> Overlay:
+    """Replay the journal, continuing from ``overlay`` when it is the same file and generation."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return Overlay()
+    with fh:
+        st = os.fstat(fh.fileno())
+        header = fh.readline(4096)
+        if not header.endswith(b"\n"):
+            return Overlay(inode=st.st_ino)  # being created: nothing acknowledged yet
+        try:
+            head = decode_record(header[:-1])
+            generation = int(head["generation"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreCorrupted(f"{path}: damaged journal, unreadable header") from None
+        # Inode numbers are reused after a reset, so the generation must match as well.
+        if (
+            overlay is None
+            or overlay.inode != st.st_ino
+            or overlay.generation != generation
+            or st.st_size < overlay.offset
+        ):
+            overlay = Overlay(generation=generation, offset=len(header), inode=st.st_ino)
+        fh.seek(overlay.offset)
+        data = fh.read()
+    end = data.rfind(b"\n") + 1
+    overlay.torn_bytes = len(data) - end
+    pos = 0
+    while pos < end:
+        nl = data.index(b"\n", pos)
+        overlay.records += 1
+        try:
+            overlay.apply(decode_record(data[pos:nl]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise StoreCorrupted(
+                f"{path}: damaged journal, record {overlay.records} ({e}); "
+                "run 'tracetag store check'"
+            ) from None
+        pos = nl + 1
+    overlay.offset += end
+    return overlay
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots and the store
+
+
+class Snapshot:
+    """A consistent read view: one base file handle plus the journal replayed over it."""
+
+    def __init__(self, store: Store, base: _Base, overlay: Overlay):
+        self.store = store
+        self.base = base
+        self.overlay = overlay
+
+    def close(self) -> None:
+        self.base.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def iter_docs(self) -> Iterator[dict]:
+        """Every trace info document, journal applied; base order, then traces only in the journal."""
+        return self.select(lambda _doc: True)
+
+    def select(
+        self,
+        predicate: Callable[[dict], bool | None],
+        required: list[bytes] | None = None,
+        experiment_ids: set[str] | None = None,
+    ) -> Iterator[dict]:
+        """Documents for which ``predicate`` is True.
+
+        ``required`` are byte strings every match must contain: base lines without them are
+        skipped unparsed, which is most of the cost of a selective search. Lines the journal
+        changed are always parsed, since their JSON on disk is not what is matched.
+        """
+        ov = self.overlay
+        puts, deltas = ov.puts, ov.deltas
+        loads = orjson.loads
+        seen: set[str] = set()
+        for tid, raw in self.base.iter_raw():
+            if tid in puts:
+                seen.add(tid)
+                doc = puts[tid]
+            elif tid in deltas:
+                doc = ov.merge(loads(raw))
+            else:
+                if required and not all(r in raw for r in required):
+                    continue
+                try:
+                    doc = loads(raw)
+                except orjson.JSONDecodeError:
+                    raise StoreCorrupted(
+                        f"{self.base.path}: damaged store, unreadable document for {tid}"
+                    ) from None
+            if experiment_ids is not None and doc["experiment_id"] not in experiment_ids:
+                continue
+            if predicate(doc) is True:
+                yield doc
+        for tid, doc in puts.items():
+            if tid in seen:
+                continue
+            if experiment_ids is not None and doc["experiment_id"] not in experiment_ids:
+                continue
+            if predicate(doc) is True:
+                yield doc
+
+    def ids(self) -> set[str]:
+        """Every trace id, without parsing documents."""
+        found = {tid for tid, _raw in self.base.iter_raw()}
+        found.update(self.overlay.puts)
+        return found
+
+    def get_many(self, trace_ids: Iterable[str]) -> dict[str, dict]:
+        """Documents by id (absent ids are left out); one pass over the base for many ids."""
+        wanted = set(trace_ids)
+        if len(wanted) <= 64:
+            found = {tid: self.get(tid) for tid in wanted}
+            return {tid: doc for tid, doc in found.items() if doc is not None}
+        out: dict[str, dict] = {}
+        ov = self.overlay
+        for tid, raw in self.base.iter_raw():
+            if tid in wanted and tid not in ov.puts:
+                out[tid] = ov.merge(orjson.loads(raw))
+        for tid, doc in ov.puts.items():
+            if tid in wanted:
+                out[tid] = doc
+        return out
+
+    def get(self, trace_id: str) -> dict | None:
+        doc = self.overlay.puts.get(trace_id)
+        if doc is not None:
+            return doc
+        doc = self.base.find(trace_id, self.store._index_for(self.base))
+        return None if doc is None else self.overlay.merge(doc)
+
+    def require(self, trace_id: str) -> dict:
+        doc = self.get(trace_id)
+        if doc is None:
+            raise TraceNotFound(trace_id)
+        return doc
+
+    def experiments(self) -> list[dict]:
+        exps = {"0": DEFAULT_EXPERIMENT, **self.base.experiments, **self.overlay.experiments}
+        return sorted(exps.values(), key=lambda e: (len(e["experiment_id"]), e["experiment_id"]))
+
+    def spans(self, doc: dict) -> list[dict]:
+        return self.store.read_spans(doc)
+
+
+class Store:
+    """The trace store at ``path`` (see the module docstring for the layout and invariants)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, compact_bytes: int | None = None):
+        self.path = resolve_store_path(path)
+        self.journal_path = self.path.with_name(self.path.name + "-journal")
+        self.spans_path = self.path.with_name(self.path.name + "-spans")
+        self.lock_path = self.path.with_name(self.path.name + "-lock")
+        self.compact_bytes = compact_bytes
+        self._mutex = threading.RLock()
+        self._filelock: Any = None
+        self._overlay: Overlay | None = None
+        self._index: tuple[tuple, dict[str, tuple[int, int]]] | None = None
+        self._lookups = 0
+        self.writes = 0  # journal appends made by this object: tests count them
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """A consistent view; retried if a compaction replaces the files while we open them."""
+        for _attempt in range(50):
+            base = _Base(self.path)
+            try:
+                with self._mutex:
+                    overlay = self._refresh_overlay()
+                    if overlay.generation > base.generation and base.stat is not None:
+                        base.close()
+                        continue  # compacted under us: reopen the new base
+                    if overlay.generation < base.generation:
+                        overlay = Overlay()  # stale journal left by a crash: all in the base
+                    return Snapshot(self, base, overlay.frozen())
+            except BaseException:
+                base.close()
+                raise
+        raise StoreLocked(f"{self.path}: the store keeps changing under the reader; try again")
+
+    def _refresh_overlay(self) -> Overlay:
+        self._overlay = _read_journal(self.journal_path, self._overlay)
+        return self._overlay
+
+    def _index_for(self, base: _Base) -> dict[str, tuple[int, int]] | None:
+        """A full id index once this process has looked up enough ids to make it pay."""
+        if base.stat is None:
+            return None
+        key = (base.stat.st_ino, base.stat.st_mtime_ns, base.stat.st_size)
+        if self._index is not None and self._index[0] == key:
+            return self._index[1]
+        self._lookups += 1
+        if self._lookups < 8:
+            return None
+        self._index = (key, base.build_index())
+        return self._index[1]
+
+    def read_spans(self, doc: dict) -> list[dict]:
+        loc = doc.get("spans_at")
+        if not loc:
+            return []
+        try:
+            with open(self.spans_path, "rb") as f:
+                f.seek(loc[0])
+                line = f.read(loc[1])
+            rec = decode_record(line.rstrip(b"\n"))
+        except (OSError, ValueError):
+            raise StoreCorrupted(
+                f"{self.spans_path}: damaged span file, spans of {doc['trace_id']} unreadable"
+            ) from None
+        return rec["spans"]
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _lock(self) -> Any:
+        if self._filelock is None:
+            from filelock import FileLock
+
+            self._filelock = FileLock(str(self.lock_path), thread_local=False)
+        return self._filelock
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Snapshot]:
+        """The single-writer section: lock, validate, repair a dead writer's torn tail."""
+        from filelock import Timeout
+
+        # Refuse a non-store before creating anything beside it.
+        _Base(self.path).close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._mutex:
+            try:
+                self._lock().acquire(timeout=LOCK_TIMEOUT_S)
+            except Timeout:
+                raise StoreLocked(
+                    f"{self.path}: another process has held the write lock for "
+                    f"{LOCK_TIMEOUT_S:.0f} s"
+                ) from None
+            try:
+                snap = self._prepare_locked()
+                try:
+                    yield snap
+                finally:
+                    snap.close()
+            finally:
+                self._lock().release()
+
+    def _prepare_locked(self) -> Snapshot:
+        base = _Base(self.path)
+        if base.stat is None or base.needs_rewrite:
+            # First write, or an old-schema or foreign-layout file: write the base in the
+            # current layout (migrations happen on disk only here, under the lock).
+            base.close()
+            self._compact_locked()
+            base = _Base(self.path)
+        overlay = self._refresh_overlay()
+        if overlay.generation != base.generation:
+            self._reset_journal(base.generation)
+            overlay = self._refresh_overlay()
+        elif overlay.torn_bytes:
+            # Under the lock a torn tail can only be a dead writer's; cut it before appending.
+            with open(self.journal_path, "r+b") as f:
+                f.truncate(overlay.offset)
+                os.fsync(f.fileno())
+            overlay.torn_bytes = 0
+        return Snapshot(self, base, overlay)
+
+    def _reset_journal(self, generation: int) -> None:
+        head = encode_record({"journal": JOURNAL_VERSION, "generation": generation})
+        _atomic_write(self.journal_path, [head])
+        self._overlay = None
+
+    def _append(self, record: dict) -> None:
+        line = encode_record(record)
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.writes += 1
+        self._refresh_overlay()
+
+    def write(self, build: Callable[[Snapshot], tuple[dict | None, Any]]) -> Any:
+        """Run ``build`` on a locked, current snapshot and append the one record it returns.
+
+        ``build`` returns ``(record_or_None, result)``; raising inside it writes nothing. This is
+        how every mutation is made: one journal line per call, whatever its size.
+        """
+        with self._writing() as snap:
+            record, result = build(snap)
+            if record is not None:
+                self._append(record)
+                self._maybe_compact(snap)
+            return result
+
+    def append_spans(self, items: list[tuple[str, list[dict]]]) -> list[list[int]]:
+        """Append span payloads (call under the write lock); returns ``[offset, length]`` each."""
+        if not items:
+            return []
+        lines = [encode_record({"trace_id": tid, "spans": spans}) for tid, spans in items]
+        fd = os.open(self.spans_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, b"".join(lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        locs = []
+        for line in lines:
+            locs.append([start, len(line)])
+            start += len(line)
+        return locs
+
+    def put_traces(
+        self, items: list[tuple[dict, list[dict]]], extra_ops: Iterable[dict] = ()
+    ) -> tuple[int, int]:
+        """Insert or replace traces (info document, span dicts) in one durable write.
+
+        Returns (new, replaced) counts. ``extra_ops`` ride in the same record (experiments the
+        traces belong to, say), so they land together or not at all.
+        """
+
+        def build(snap: Snapshot) -> tuple[dict | None, tuple[int, int]]:
+            ops = list(extra_ops)
+            existing = snap.get_many(doc["trace_id"] for doc, _spans in items)
+            locs = self.append_spans([(doc["trace_id"], spans) for doc, spans in items])
+            for (doc, _spans), loc in zip(items, locs, strict=True):
+                ops.append({"op": "put", "doc": {**doc, "spans_at": loc}})
+            counts = (len(items) - len(existing), len(existing))
+            if not ops:
+                return None, counts
+            return (ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops}), counts
+
+        return self.write(build)
+
+    def create_experiment(self, name: str) -> str:
+        def build(snap: Snapshot) -> tuple[dict | None, str]:
+            exps = snap.experiments()
+            for e in exps:
+                if e["name"] == name:
+                    return None, e["experiment_id"]
+            numeric = [int(e["experiment_id"]) for e in exps if e["experiment_id"].isdigit()]
+            new_id = str(max(numeric, default=0) + 1)
+            doc = {"experiment_id": new_id, "name": name, "creation_time_ms": int(time.time() * 1000)}
+            return {"op": "exp", "doc": doc}, new_id
+
+        return self.write(build)
+
+    # -- compaction ----------------------------------------------------------------------------
+
+    def _maybe_compact(self, snap: Snapshot) -> None:
+        size = self._overlay.offset if self._overlay else 0
+        base_size = snap.base.stat.st_size if snap.base.stat else 0
+        limit = self.compact_bytes or max(COMPACT_MIN_BYTES, base_size // 4)
+        if size > limit:
+            self._compact_locked()
+
+    def compact(self) -> dict[str, int]:
+        """Fold the journal into a new base file (atomic); returns what it folded."""
+        with self._writing():
+            return self._compact_locked()
+
+    def _compact_locked(self) -> dict[str, int]:
+        base = _Base(self.path)
+        try:
+            overlay = self._refresh_overlay()
+            if overlay.generation != base.generation:
+                overlay = Overlay()
+            generation = base.generation + 1
+            folded = overlay.records
+            puts, deltas = overlay.puts, overlay.deltas
+
+            def traces() -> Iterator[tuple[str, bytes]]:
+                seen = set()
+                for tid, raw in base.iter_raw():
+                    if tid in puts:
+                        seen.add(tid)
+                        yield tid, orjson.dumps(puts[tid])
+                    elif tid in deltas:
+                        yield tid, orjson.dumps(overlay.merge(orjson.loads(raw)))
+                    else:
+                        yield tid, raw
+                for tid, doc in puts.items():
+                    if tid not in seen:
+                        yield tid, orjson.dumps(doc)
+
+            experiments = {**base.experiments, **overlay.experiments}
+            meta = {**base.meta, "generation": generation, "spans_file": self.spans_path.name}
+            _atomic_write(self.path, _layout(meta, experiments, traces()))
+        finally:
+            base.close()
+        # A crash here leaves journal g beside base g+1: readers ignore it (invariant 4).
+        self._reset_journal(generation)
+        self._index = None
+        return {"records": folded, "generation": generation}
+
+
+# ---------------------------------------------------------------------------------------------
+# TinyDB access to the base file
+
+
+class TraceStorage:
+    """A TinyDB storage for the base file, writing its one-document-per-line layout atomically.
+
+    ``open_tinydb(path)`` gives a TinyDB whose tables read the store's documents with the usual
+    TinyDB API (read-only use is safe at any time; writes bypass the journal, so only use them
+    on a store no tracetag process is using).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    def read(self) -> dict | None:
+        base = _Base(self.path)
+        try:
+            if base.stat is None:
+                return None
+            traces = {tid: orjson.loads(raw) for tid, raw in base.iter_raw()}
+            return {"_meta": {"1": base.meta}, "experiments": base.experiments, "traces": traces}
+        finally:
+            base.close()
+
+    def write(self, data: dict) -> None:
+        meta = (data.get("_meta") or {}).get("1") or _new_meta()
+        traces = ((k, orjson.dumps(v)) for k, v in (data.get("traces") or {}).items())
+        _atomic_write(self.path, _layout(meta, data.get("experiments") or {}, traces))
+
+    def close(self) -> None:
+        pass
+
+
+def open_tinydb(path: str | os.PathLike[str]) -> Any:
+    """A ``tinydb.TinyDB`` over the base file; documents are keyed by trace / experiment id."""
+    from tinydb import Storage, TinyDB
+    from tinydb.table import Table
+
+    class StrIdTable(Table):
+        document_id_class = str
+
+    class _Storage(TraceStorage, Storage):
+        pass
+
+    class StoreDB(TinyDB):
+        table_class = StrIdTable
+
+    return StoreDB(str(resolve_store_path(path)), storage=_Storage)

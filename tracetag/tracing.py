@@ -1,0 +1,434 @@
+"""Recording traces from Python: ``@trace``, ``start_span`` and ``update_current_trace``.
+
+The current span lives in a ``ContextVar``, so threads and asyncio tasks never mix traces. A
+trace is written to the store when its root span ends, synchronously and durably (one journal
+append and fsync, well under a millisecond): there is no export queue that could drop traces
+under a burst, and a trace is stored by the time the traced call returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import orjson
+
+from .model import Span, SpanEvent, Trace, TraceData, TraceInfo, new_trace_id
+from .tags import validate_tags
+
+__all__ = [
+    "LiveSpan",
+    "get_current_active_span",
+    "get_last_active_trace_id",
+    "live_trace",
+    "set_experiment",
+    "start_span",
+    "start_span_no_context",
+    "trace",
+    "update_current_trace",
+]
+
+log = logging.getLogger("tracetag")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: ContextVar[LiveSpan | None] = ContextVar("tracetag_current_span", default=None)
+_LIVE: dict[str, _LiveTrace] = {}
+_LIVE_LOCK = threading.Lock()
+_state = {"experiment_id": "0", "last_trace_id": None}
+PREVIEW_CHARS = 1000
+
+
+def _default(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    for method in ("model_dump", "dict", "to_dict"):
+        fn = getattr(obj, method, None)
+        if callable(fn):
+            with contextlib.suppress(Exception):
+                return fn()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return repr(obj)
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-safe copy of ``value``: dataclasses and models as dicts, anything else as repr."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    try:
+        return orjson.loads(
+            orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+        )
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(value)
+
+
+def _preview(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value, default=repr).decode()
+    return text[:PREVIEW_CHARS]
+
+
+class _LiveTrace:
+    def __init__(self, trace_id: str, experiment_id: str, start_ns: int):
+        self.trace_id = trace_id
+        self.experiment_id = experiment_id
+        self.start_ns = start_ns
+        self.tags: dict[str, str] = {}
+        self.metadata: dict[str, str] = {}
+        self.spans: list[LiveSpan] = []
+        self.status = "OK"
+        self.request_preview: str | None = None
+        self.response_preview: str | None = None
+        self.client_request_id: str | None = None
+        self.lock = threading.Lock()
+
+    def update_tags(self, sets: Mapping[str, str], deletes: Any = ()) -> None:
+        with self.lock:
+            self.tags.update(sets)
+            for k in deletes:
+                self.tags.pop(k, None)
+
+    def to_trace(self, end_ns: int | None = None) -> Trace:
+        root = self.spans[0] if self.spans else None
+        duration = None
+        if end_ns is not None:
+            duration = round((end_ns - self.start_ns) / 1e6)
+        with self.lock:
+            info = TraceInfo(
+                trace_id=self.trace_id,
+                experiment_id=self.experiment_id,
+                name=root.name if root else None,
+                timestamp_ms=self.start_ns // 1_000_000,
+                execution_time_ms=duration,
+                status=self.status if end_ns is not None else "IN_PROGRESS",
+                tags=dict(self.tags),
+                metadata=dict(self.metadata),
+                request_preview=self.request_preview
+                or (_preview(root.inputs) if root else None),
+                response_preview=self.response_preview
+                or (_preview(root.outputs) if root else None),
+                client_request_id=self.client_request_id,
+            )
+            spans = [s.to_span() for s in self.spans]
+        return Trace(info, TraceData(spans))
+
+
+def live_trace(trace_id: str) -> _LiveTrace | None:
+    """The in-flight trace with this id, if this process is recording it."""
+    return _LIVE.get(trace_id)
+
+
+class LiveSpan:
+    """A span being recorded; ``end()`` closes it (``start_span`` does that for you)."""
+
+    def __init__(
+        self,
+        trace: _LiveTrace,
+        name: str,
+        parent: LiveSpan | None,
+        span_type: str = "UNKNOWN",
+        attributes: Mapping[str, Any] | None = None,
+        start_time_ns: int | None = None,
+    ):
+        self._trace = trace
+        self.span_id = secrets.token_hex(8)
+        self.parent_id = parent.span_id if parent else None
+        self.name = name
+        self.span_type = span_type
+        self.start_time_ns = start_time_ns if start_time_ns is not None else time.time_ns()
+        self.end_time_ns: int | None = None
+        self.status = "OK"
+        self.status_message = ""
+        self.attributes: dict[str, Any] = {k: to_jsonable(v) for k, v in (attributes or {}).items()}
+        self.events: list[SpanEvent] = []
+        self.inputs: Any = None
+        self.outputs: Any = None
+        with trace.lock:
+            trace.spans.append(self)
+
+    @property
+    def trace_id(self) -> str:
+        return self._trace.trace_id
+
+    @property
+    def request_id(self) -> str:
+        return self._trace.trace_id
+
+    def set_inputs(self, inputs: Any) -> None:
+        self.inputs = to_jsonable(inputs)
+
+    def set_outputs(self, outputs: Any) -> None:
+        self.outputs = to_jsonable(outputs)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = to_jsonable(value)
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        for k, v in attributes.items():
+            self.set_attribute(k, v)
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+        attrs = {k: to_jsonable(v) for k, v in (attributes or {}).items()}
+        self.events.append(SpanEvent(name, time.time_ns(), attrs))
+
+    def set_status(self, status: str, message: str = "") -> None:
+        self.status = status.upper()
+        self.status_message = message
+        if self.status == "ERROR":
+            self._trace.status = "ERROR"
+
+    def record_exception(self, exc: BaseException) -> None:
+        self.add_event(
+            "exception",
+            {"exception.type": type(exc).__name__, "exception.message": str(exc)},
+        )
+        self.set_status("ERROR", f"{type(exc).__name__}: {exc}")
+
+    def end(self, end_time_ns: int | None = None) -> None:
+        if self.end_time_ns is not None:
+            return
+        self.end_time_ns = end_time_ns if end_time_ns is not None else time.time_ns()
+        if self.parent_id is None:
+            _finish(self._trace, self.end_time_ns)
+
+    def to_span(self) -> Span:
+        return Span(
+            span_id=self.span_id,
+            name=self.name,
+            parent_id=self.parent_id,
+            span_type=self.span_type,
+            start_time_ns=self.start_time_ns,
+            end_time_ns=self.end_time_ns,
+            status=self.status,
+            status_message=self.status_message,
+            attributes=dict(self.attributes),
+            events=list(self.events),
+            inputs=self.inputs,
+            outputs=self.outputs,
+        )
+
+
+def _finish(live: _LiveTrace, end_ns: int) -> None:
+    from .api import get_client
+
+    trace_obj = live.to_trace(end_ns)
+    with _LIVE_LOCK:
+        _LIVE.pop(live.trace_id, None)
+    _state["last_trace_id"] = live.trace_id
+    try:
+        get_client().log_traces([trace_obj])
+    except Exception as e:  # never break the traced application
+        log.warning("tracetag: could not store trace %s: %s", live.trace_id, e)
+
+
+def start_span_no_context(
+    name: str,
+    span_type: str = "UNKNOWN",
+    parent_span: LiveSpan | None = None,
+    inputs: Any = None,
+    attributes: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    experiment_id: str | None = None,
+    start_time_ns: int | None = None,
+) -> LiveSpan:
+    """A span that is not made current; call ``span.end()`` yourself (MLflow's shape).
+
+    Explicit ``start_time_ns`` / ``end(end_time_ns=...)`` record spans with given times, for
+    importers, replays and simulations.
+    """
+    if parent_span is None:
+        start = start_time_ns if start_time_ns is not None else time.time_ns()
+        live = _LiveTrace(new_trace_id(), str(experiment_id or _state["experiment_id"]), start)
+        with _LIVE_LOCK:
+            _LIVE[live.trace_id] = live
+        start_time_ns = start
+    else:
+        live = parent_span._trace
+    span = LiveSpan(live, name, parent_span, span_type, attributes, start_time_ns)
+    if inputs is not None:
+        span.set_inputs(inputs)
+    if tags:
+        live.update_tags(validate_tags(tags))
+    if metadata:
+        live.metadata.update(validate_tags(metadata))
+    return span
+
+
+@contextlib.contextmanager
+def start_span(
+    name: str = "span",
+    span_type: str = "UNKNOWN",
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[LiveSpan]:
+    """``with tracetag.start_span("retrieve") as span:`` a span under the current one."""
+    span = start_span_no_context(name, span_type, _current.get(), attributes=attributes)
+    token = _current.set(span)
+    try:
+        yield span
+    except BaseException as e:
+        if not isinstance(e, GeneratorExit):
+            span.record_exception(e)
+        raise
+    finally:
+        _current.reset(token)
+        span.end()
+
+
+def _bound_inputs(sig: inspect.Signature | None, args: tuple, kwargs: dict) -> Any:
+    if sig is None:
+        return {"args": list(args), "kwargs": kwargs} if args or kwargs else {}
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:
+        return {"args": list(args), "kwargs": kwargs}
+    params = dict(bound.arguments)
+    for skip in ("self", "cls"):
+        params.pop(skip, None)
+    return params
+
+
+def trace(
+    func: F | None = None,
+    *,
+    name: str | None = None,
+    span_type: str = "UNKNOWN",
+    attributes: Mapping[str, Any] | None = None,
+) -> Any:
+    """Record a span per call of the decorated function (sync, async, generator or async
+    generator), with its bound arguments as inputs and its return value (or the items it
+    yielded) as outputs. Usable bare (``@trace``) or with arguments."""
+
+    def decorate(fn: F) -> F:
+        span_name = name or fn.__name__
+        try:
+            sig: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):
+            sig = None
+
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with start_span(span_name, span_type, attributes) as span:
+                    span.set_inputs(_bound_inputs(sig, args, kwargs))
+                    items: list[Any] = []
+                    try:
+                        async for item in fn(*args, **kwargs):
+                            items.append(item)
+                            yield item
+                    finally:
+                        span.set_outputs(items)
+
+            return agen_wrapper  # type: ignore[return-value]
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with start_span(span_name, span_type, attributes) as span:
+                    span.set_inputs(_bound_inputs(sig, args, kwargs))
+                    result = await fn(*args, **kwargs)
+                    span.set_outputs(result)
+                    return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with start_span(span_name, span_type, attributes) as span:
+                    span.set_inputs(_bound_inputs(sig, args, kwargs))
+                    items: list[Any] = []
+                    try:
+                        for item in fn(*args, **kwargs):
+                            items.append(item)
+                            yield item
+                    finally:
+                        span.set_outputs(items)
+
+            return gen_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with start_span(span_name, span_type, attributes) as span:
+                span.set_inputs(_bound_inputs(sig, args, kwargs))
+                result = fn(*args, **kwargs)
+                span.set_outputs(result)
+                return result
+
+        return wrapper  # type: ignore[return-value]
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def get_current_active_span() -> LiveSpan | None:
+    return _current.get()
+
+
+def update_current_trace(
+    tags: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    client_request_id: str | None = None,
+    request_preview: str | None = None,
+    response_preview: str | None = None,
+) -> None:
+    """Add or update tags (and metadata) of the trace being recorded; a later key wins.
+
+    Outside any trace it logs one warning and does nothing, as MLflow does.
+    """
+    span = _current.get()
+    if span is None:
+        log.warning("tracetag: update_current_trace() called outside a trace; nothing was updated")
+        return
+    live = span._trace
+    if tags:
+        live.update_tags(validate_tags(tags))
+    if metadata:
+        clean = validate_tags(metadata)
+        with live.lock:
+            live.metadata.update(clean)
+    if client_request_id is not None:
+        live.client_request_id = str(client_request_id)
+    if request_preview is not None:
+        live.request_preview = request_preview
+    if response_preview is not None:
+        live.response_preview = response_preview
+
+
+def get_last_active_trace_id() -> str | None:
+    """The id of the last trace this process finished recording."""
+    return _state["last_trace_id"]
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> dict:
+    """Record new traces into this experiment, creating it by name if needed."""
+    from .api import get_client
+
+    client = get_client()
+    if experiment_id is not None:
+        exp = client.get_experiment(str(experiment_id))
+    elif experiment_name:
+        exp = client.get_experiment_by_name(experiment_name)
+        if exp is None:
+            client.create_experiment(experiment_name)
+            exp = client.get_experiment_by_name(experiment_name)
+    else:
+        raise ValueError("give an experiment name or id")
+    assert exp is not None
+    _state["experiment_id"] = exp["experiment_id"]
+    return exp
