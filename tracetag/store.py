@@ -114,13 +114,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
-    """Write to a temp file in the same folder, fsync, rename over ``path``: old or new, never half."""
+def _atomic_write(path: Path, chunks: Iterable[bytes]) -> tuple[int, int]:
+    """Write to a temp file in the same folder, fsync, rename over ``path``: old or new, never half.
+
+    Returns the size and CRC-32 of what was written.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    size = crc = 0
     try:
         with open(tmp, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
+                size += len(chunk)
+                crc = zlib.crc32(chunk, crc)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -129,6 +135,7 @@ def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path)
+    return size, crc
 
 
 def encode_record(obj: Any) -> bytes:
@@ -382,6 +389,10 @@ class Overlay:
     inode: int | None = None
     records: int = 0
     torn_bytes: int = 0
+    # What the compaction that started this journal wrote as the base: a writer refuses a base
+    # of another size (truncated, appended to, edited by hand) before appending to it.
+    base_size: int | None = None
+    base_crc: int | None = None
     puts: dict[str, dict] = field(default_factory=dict)
     # Tag changes for traces whose document is in the base: key -> value, or None to delete.
     deltas: dict[str, dict[str, str | None]] = field(default_factory=dict)
@@ -442,6 +453,8 @@ class Overlay:
             self.inode,
             self.records,
             self.torn_bytes,
+            self.base_size,
+            self.base_crc,
             dict(self.puts),
             dict(self.deltas),
             dict(self.experiments),
@@ -471,7 +484,13 @@ def _read_journal(path: Path, overlay: Overlay | None) -> Overlay:
             or overlay.generation != generation
             or st.st_size < overlay.offset
         ):
-            overlay = Overlay(generation=generation, offset=len(header), inode=st.st_ino)
+            overlay = Overlay(
+                generation=generation,
+                offset=len(header),
+                inode=st.st_ino,
+                base_size=head.get("base_size"),
+                base_crc=head.get("base_crc"),
+            )
         fh.seek(overlay.offset)
         data = fh.read()
     end = data.rfind(b"\n") + 1
@@ -494,6 +513,13 @@ def _read_journal(path: Path, overlay: Overlay | None) -> Overlay:
 
 # ---------------------------------------------------------------------------------------------
 # Snapshots and the store
+
+
+def _size_mismatch(path: Path, actual: int, expected: int) -> StoreCorrupted:
+    return StoreCorrupted(
+        f"{path}: damaged store, {actual} bytes where {expected} were written; "
+        "run 'tracetag store check'"
+    )
 
 
 class Snapshot:
@@ -636,6 +662,12 @@ class Store:
                         continue  # compacted under us: reopen the new base
                     if overlay.generation < base.generation:
                         overlay = Overlay()  # stale journal left by a crash: all in the base
+                    elif (
+                        overlay.base_size is not None
+                        and base.stat is not None
+                        and base.stat.st_size != overlay.base_size
+                    ):
+                        raise _size_mismatch(self.path, base.stat.st_size, overlay.base_size)
                     return Snapshot(self, base, overlay.frozen())
             except BaseException:
                 base.close()
@@ -721,8 +753,14 @@ class Store:
             base = _Base(self.path)
         overlay = self._refresh_overlay()
         if overlay.generation != base.generation:
-            self._reset_journal(base.generation)
+            # No journal for this base (deleted, or a crash right after a compaction's base
+            # rename): read the whole base once before trusting it with new appends.
+            for _doc in base.iter_docs():
+                pass
+            self._reset_journal(base.generation, base.stat.st_size if base.stat else None)
             overlay = self._refresh_overlay()
+        elif overlay.base_size is not None and base.stat and base.stat.st_size != overlay.base_size:
+            raise _size_mismatch(self.path, base.stat.st_size, overlay.base_size)
         elif overlay.torn_bytes:
             # Under the lock a torn tail can only be a dead writer's; cut it before appending.
             with open(self.journal_path, "r+b") as f:
@@ -731,8 +769,17 @@ class Store:
             overlay.torn_bytes = 0
         return Snapshot(self, base, overlay)
 
-    def _reset_journal(self, generation: int) -> None:
-        head = encode_record({"journal": JOURNAL_VERSION, "generation": generation})
+    def _reset_journal(
+        self, generation: int, base_size: int | None = None, base_crc: int | None = None
+    ) -> None:
+        head = encode_record(
+            {
+                "journal": JOURNAL_VERSION,
+                "generation": generation,
+                "base_size": base_size,
+                "base_crc": base_crc,
+            }
+        )
         _atomic_write(self.journal_path, [head])
         self._overlay = None
 
@@ -853,11 +900,11 @@ class Store:
 
             experiments = {**base.experiments, **overlay.experiments}
             meta = {**base.meta, "generation": generation, "spans_file": self.spans_path.name}
-            _atomic_write(self.path, _layout(meta, experiments, traces()))
+            size, crc = _atomic_write(self.path, _layout(meta, experiments, traces()))
         finally:
             base.close()
         # A crash here leaves journal g beside base g+1: readers ignore it (invariant 4).
-        self._reset_journal(generation)
+        self._reset_journal(generation, size, crc)
         self._index = None
         return {"records": folded, "generation": generation}
 

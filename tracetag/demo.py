@@ -1,0 +1,125 @@
+"""Sample traces of a small LLM application, recorded through the tracing API.
+
+Each trace is a request to a chat or RAG service: a root span with retrieval, an optional
+rerank or tool call, and an LLM call, with the tags the reference guidelines recommend
+(environment, model_version, user_id, session_id, ...). Some requests fail and some are slow,
+so searches, stats and lint have something to find. Times are simulated (spread over the last
+week, ending now) and given to the spans explicitly, so recording takes well under a second.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+
+from . import api, tracing
+from .api import TracetagClient, set_store
+
+__all__ = ["record_demo"]
+
+QUESTIONS = [
+    "How do I reset my password?",
+    "Summarise the Q3 incident report",
+    "What is our refund policy for annual plans?",
+    "Translate the onboarding email to German",
+    "Which regions support GPU instances?",
+    "Draft a reply to the customer about the outage",
+    "Explain the difference between v1 and v2 of the API",
+    "List the open tickets for ACME Corp",
+]
+MODELS = {"v1.0.0": ("gpt-4o-mini", 900), "v2.0.0": ("gpt-4o", 1400), "v2.1.0": ("gpt-4.1", 1100)}
+
+
+def _one(rng: random.Random, start_ns: int, experiment_id: str) -> None:
+    env = rng.choices(["production", "staging", "development"], [60, 25, 15])[0]
+    version = rng.choices(list(MODELS), [25, 40, 35])[0]
+    model, base_ms = MODELS[version]
+    kind = rng.choices(["chat_completion", "rag_query", "summarize"], [45, 40, 15])[0]
+    question = rng.choice(QUESTIONS)
+    user = f"user_{rng.randint(1, 40):03d}"
+    slow = rng.random() < 0.1
+    fails = rng.random() < (0.12 if env == "development" else 0.06)
+    tags = {
+        "environment": env,
+        "model_version": version,
+        "user_id": user,
+        "session_id": f"session_{rng.randint(1, 120):03d}",
+        "request_type": kind,
+        "priority": "high" if rng.random() < 0.2 else "normal",
+        "experiment_variant": rng.choice(["control", "treatment"]),
+        "sla_tier": rng.choices(["standard", "premium", "critical"], [70, 25, 5])[0],
+    }
+    if rng.random() < 0.04:
+        # An old client that predates the naming guidelines: what `tracetag lint` is for.
+        tags["env"] = {"production": "PROD", "staging": "stg", "development": "dev"}[tags.pop("environment")]
+        tags["ModelVer"] = tags.pop("model_version")[1:4]
+    root = tracing.start_span_no_context(
+        kind,
+        span_type="CHAIN",
+        inputs={"question": question, "user_id": user},
+        tags=tags,
+        metadata={"app_version": rng.choice(["1.2.3", "1.3.0"])},
+        experiment_id=experiment_id,
+        start_time_ns=start_ns,
+    )
+    t = start_ns + rng.randint(1, 5) * 1_000_000
+    if kind != "chat_completion":
+        retr_ms = rng.randint(40, 400)
+        retr = tracing.start_span_no_context(
+            "retrieve_documents", "RETRIEVER", root, inputs={"query": question}, start_time_ns=t
+        )
+        retr.set_outputs([{"doc_id": f"kb-{rng.randint(1, 999)}", "score": round(rng.random(), 3)} for _ in range(3)])
+        t += retr_ms * 1_000_000
+        retr.end(t)
+    if rng.random() < 0.3:
+        tool = tracing.start_span_no_context(
+            "lookup_account", "TOOL", root, inputs={"user_id": user}, start_time_ns=t
+        )
+        tool.set_outputs({"plan": rng.choice(["free", "pro", "enterprise"])})
+        t += rng.randint(20, 200) * 1_000_000
+        tool.end(t)
+    llm_ms = int(rng.lognormvariate(0, 0.45) * base_ms) + (rng.randint(5000, 14000) if slow else 0)
+    llm = tracing.start_span_no_context(
+        "llm_call",
+        "LLM",
+        root,
+        inputs={"model": model, "messages": [{"role": "user", "content": question}]},
+        attributes={"model": model, "temperature": 0.2},
+        start_time_ns=t,
+    )
+    t += llm_ms * 1_000_000
+    if fails:
+        error = rng.choice(["RateLimitError: 429 Too Many Requests", "TimeoutError: upstream timed out"])
+        llm.record_exception(RuntimeError(error))
+        llm.end(t)
+        root.set_status("ERROR", error)
+    else:
+        answer = f"Here is what I found about: {question.lower()}"
+        tokens = rng.randint(80, 900)
+        llm.set_outputs({"content": answer, "usage": {"completion_tokens": tokens}})
+        llm.set_attribute("completion_tokens", tokens)
+        llm.end(t)
+        root.set_outputs({"answer": answer})
+    if slow:
+        tracing.live_trace(root.trace_id).update_tags({"latency_tier": "slow"})
+    root.end(t + rng.randint(1, 10) * 1_000_000)
+
+
+def record_demo(client: TracetagClient, traces: int = 200, seed: int = 7) -> tuple[int, dict]:
+    """Record ``traces`` sample traces into the experiment ``demo`` of ``client``'s store."""
+    rng = random.Random(seed)
+    previous = api._DEFAULT_PATH
+    set_store(client.store.path)
+    try:
+        experiment = tracing.set_experiment("demo")
+        now_ns = time.time_ns()
+        week_ns = 7 * 24 * 3600 * 1_000_000_000
+        starts = sorted(now_ns - rng.randint(60_000_000_000, week_ns) for _ in range(traces))
+        for start in starts:
+            _one(rng, start, experiment["experiment_id"])
+    finally:
+        set_store(previous)
+    return traces, experiment
+
+

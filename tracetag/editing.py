@@ -1,0 +1,131 @@
+"""Editing a trace's tags in a text editor: the terminal counterpart of MLflow's tag editor.
+
+The file holds one ``key = value`` per line under a comment header. A value with surrounding
+spaces, a newline or a leading double quote is written JSON-quoted, so every value round-trips.
+Saving applies the difference in one write; an unchanged or emptied file writes nothing; an
+invalid file writes nothing and is kept, with the line that is wrong named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidInput, InvalidTag
+from .tags import TagChange, validate_key, validate_value
+
+__all__ = ["EditResult", "edit_tags", "format_tags", "parse_tags_text"]
+
+HEADER = """\
+# Tags of trace {trace_id}{name}
+# One "key = value" per line; delete a line to delete that tag; '#' lines are ignored.
+# Values with surrounding spaces or newlines are JSON-quoted ("...").
+# Save and quit to apply. An unchanged or empty file changes nothing.
+"""
+
+
+@dataclass
+class EditResult:
+    change: TagChange | None = None
+    error: str | None = None
+    saved_to: str | None = None
+
+
+def _needs_quotes(value: str) -> bool:
+    return value != value.strip() or value.startswith('"') or any(c in value for c in "\n\r\t")
+
+
+def format_tags(trace_id: str, tags: dict[str, str], name: str | None = None) -> str:
+    lines = [HEADER.format(trace_id=trace_id, name=f" ({name})" if name else "")]
+    for k in sorted(tags):
+        v = tags[k]
+        shown = json.dumps(v, ensure_ascii=False) if _needs_quotes(v) else v
+        lines.append(f"{k} = {shown}\n")
+    return "".join(lines)
+
+
+def parse_tags_text(text: str) -> dict[str, str] | None:
+    """Tags from edited text; None when the file has no tag lines (an abort)."""
+    tags: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise InvalidInput(f"line {n}: expected 'key = value', got {raw.strip()!r}")
+        key, value = key.strip(), value.strip()
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise InvalidInput(f"line {n}: unreadable quoted value {value}") from None
+            if not isinstance(value, str):
+                raise InvalidInput(f"line {n}: quoted value must be a string")
+        try:
+            validate_key(key)
+            validate_value(key, value)
+        except InvalidTag as e:
+            raise InvalidInput(f"line {n}: {e}") from None
+        if key in tags:
+            raise InvalidInput(f"line {n}: duplicate key {key!r} (first on line {first_line[key]})")
+        first_line[key] = n
+        tags[key] = value
+    return tags or None
+
+
+def _run_editor(path: str) -> None:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    try:
+        code = subprocess.call([*shlex.split(editor), path])
+    except OSError as e:
+        raise InvalidInput(f"cannot start editor {editor!r}: {e.strerror}") from None
+    if code != 0:
+        raise InvalidInput(f"editor {editor!r} exited with status {code}; nothing written")
+
+
+def _ask_reopen() -> bool:
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    sys.stderr.write("Reopen the editor to fix it? [Y/n] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("", "y", "yes")
+
+
+def edit_tags(client: Any, trace_id: str) -> EditResult:
+    with client.snapshot() as snap:
+        doc = snap.require(trace_id)
+    base = dict(doc["tags"])
+    original = format_tags(trace_id, base, doc.get("name"))
+    fd, path = tempfile.mkstemp(prefix=f"tracetag-{trace_id}-", suffix=".tags")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(original)
+    keep = False
+    try:
+        while True:
+            _run_editor(path)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if text == original:
+                return EditResult()
+            try:
+                new = parse_tags_text(text)
+            except InvalidInput as e:
+                if _ask_reopen():
+                    continue
+                keep = True
+                return EditResult(error=str(e), saved_to=path)
+            if new is None:
+                return EditResult()
+            return EditResult(change=client.replace_tags(trace_id, new, base))
+    finally:
+        if not keep:
+            os.unlink(path)

@@ -1,0 +1,399 @@
+"""The tag linter: the naming guidelines of the reference page, checked across a whole store.
+
+Rules (each id can be disabled in ``[tool.tracetag.lint]`` of ``pyproject.toml`` or ``[lint]``
+of ``tracetag.toml``):
+
+``key-case``            keys are lowercase (``ModelVer`` -> ``model_ver``)
+``key-style``           words are joined by underscores, hierarchy by dots (``review status``)
+``abbreviation``        no unclear abbreviations in keys (``env``, ``ver``, ``usr``...)
+``version-format``      version-like tags use semantic versions (``2.1`` -> ``v2.1.0``)
+``numeric-unit``        numeric measurements name their unit (``latency`` -> ``latency_ms``)
+``value-abbreviation``  no abbreviated well-known values (``PROD`` -> ``production``)
+``inconsistent-key``    one spelling per concept across traces (``env`` / ``environment``)
+``inconsistent-value``  one spelling per value of a key (``Production`` / ``production``)
+
+The last two are the valuable ones: they look across traces, which no per-write check can do.
+``fix_findings`` renames keys and normalises values in one atomic write.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInput
+from .filters import parse_filter
+from .query import select
+from .tags import TagReport, plan_change
+
+__all__ = ["RULES", "Finding", "LintConfig", "fix_findings", "lint_store", "load_config"]
+
+RULES = (
+    "key-case",
+    "key-style",
+    "abbreviation",
+    "version-format",
+    "numeric-unit",
+    "value-abbreviation",
+    "inconsistent-key",
+    "inconsistent-value",
+)
+KEY_ABBREVIATIONS = {
+    "env": "environment",
+    "envt": "environment",
+    "ver": "version",
+    "vers": "version",
+    "usr": "user",
+    "msg": "message",
+    "req": "request",
+    "resp": "response",
+    "res": "response",
+    "sess": "session",
+    "prio": "priority",
+    "cfg": "config",
+    "conf": "config",
+    "svc": "service",
+    "srv": "service",
+    "lat": "latency",
+    "dur": "duration",
+    "err": "error",
+    "cnt": "count",
+    "num": "number",
+    "ts": "timestamp",
+    "tmpl": "template",
+    "exp": "experiment",
+    "grp": "group",
+    "seg": "segment",
+    "cust": "customer",
+    "reg": "region",
+}
+VALUE_ABBREVIATIONS = {
+    "prod": "production",
+    "prd": "production",
+    "dev": "development",
+    "stg": "staging",
+    "stage": "staging",
+}
+ENUM_KEYS = {"environment", "stage", "tier", "priority", "sla_tier", "variant", "region"}
+MEASURE_WORDS = {
+    "time": "ms",
+    "latency": "ms",
+    "duration": "ms",
+    "elapsed": "ms",
+    "delay": "ms",
+    "timeout": "ms",
+    "wait": "ms",
+    "size": "mb",
+    "memory": "mb",
+    "length": "chars",
+    "cost": "usd",
+    "price": "usd",
+}
+UNIT_SUFFIXES = {
+    "ms", "s", "sec", "secs", "seconds", "minutes", "min", "hours", "h", "days", "us", "ns",
+    "mb", "kb", "gb", "bytes", "b", "tokens", "chars", "characters", "usd", "eur", "cents",
+    "pct", "percent", "count", "ratio",
+}
+_SEMVER = re.compile(r"^v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-]+)?$")
+_LOOSE_VERSION = re.compile(r"^[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?([-+][0-9A-Za-z.\-]+)?$")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+@dataclass
+class LintConfig:
+    disable: set[str] = field(default_factory=set)
+    ignore_keys: list[str] = field(default_factory=lambda: ["mlflow.*"])
+    key_abbreviations: dict[str, str] = field(default_factory=lambda: dict(KEY_ABBREVIATIONS))
+    value_abbreviations: dict[str, str] = field(default_factory=lambda: dict(VALUE_ABBREVIATIONS))
+    source: str | None = None
+
+    def enabled(self, rule: str) -> bool:
+        return rule not in self.disable
+
+    def ignored(self, key: str) -> bool:
+        return any(fnmatch.fnmatchcase(key, pat) for pat in self.ignore_keys)
+
+
+def load_config(path: Path | None = None, start: Path | None = None) -> LintConfig:
+    """``path``, else the nearest ``tracetag.toml`` or ``pyproject.toml`` with a lint table."""
+    candidates: list[Path]
+    if path is not None:
+        candidates = [path]
+    else:
+        here = (start or Path.cwd()).resolve()
+        candidates = [d / n for d in (here, *here.parents) for n in ("tracetag.toml", "pyproject.toml")]
+    for p in candidates:
+        if not p.is_file():
+            if path is not None:
+                raise InvalidInput(f"{p}: no such config file")
+            continue
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"{p}: invalid TOML ({e})") from None
+        table = data.get("lint") if p.name != "pyproject.toml" else None
+        if table is None:
+            table = data.get("tool", {}).get("tracetag", {}).get("lint")
+        if table is None:
+            if path is not None:
+                raise InvalidInput(f"{p}: no [tool.tracetag.lint] or [lint] table")
+            continue
+        return _config_from(table, str(p))
+    return LintConfig()
+
+
+def _config_from(table: dict[str, Any], source: str) -> LintConfig:
+    cfg = LintConfig(source=source)
+    unknown = set(table.get("disable", [])) - set(RULES)
+    if unknown:
+        raise InvalidInput(f"{source}: unknown lint rules {sorted(unknown)}; rules are {', '.join(RULES)}")
+    cfg.disable = set(table.get("disable", []))
+    cfg.ignore_keys = list(table.get("ignore_keys", cfg.ignore_keys))
+    cfg.key_abbreviations.update(table.get("abbreviations", {}))
+    cfg.value_abbreviations.update(table.get("value_abbreviations", {}))
+    return cfg
+
+
+@dataclass
+class Finding:
+    rule: str
+    key: str
+    traces: int
+    suggestion: str
+    value: str | None = None
+    rename_to: str | None = None  # fix: rename key -> this
+    value_to: str | None = None  # fix: value -> this (for ``key``'s concept)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "key": self.key,
+            "value": self.value,
+            "traces": self.traces,
+            "suggestion": self.suggestion,
+            "fix": (
+                {"rename_to": self.rename_to}
+                if self.rename_to
+                else {"value_to": self.value_to} if self.value_to is not None else None
+            ),
+        }
+
+
+def _words(segment: str) -> list[str]:
+    return [w for w in re.split(r"[_\-\s]+", _CAMEL.sub("_", segment)) if w]
+
+
+def normalise_key(key: str, cfg: LintConfig) -> str:
+    """The spelling the guidelines ask for: lowercase words, underscores, full words, dots kept."""
+    parts = []
+    for segment in key.split("."):
+        words = [w.lower() for w in _words(segment)]
+        words = [cfg.key_abbreviations.get(w, w) for w in words]
+        parts.append("_".join(words))
+    return ".".join(p for p in parts if p) or key
+
+
+def _style_only(key: str) -> str:
+    return ".".join("_".join(w.lower() for w in _words(s)) for s in key.split(".") if s) or key
+
+
+def _semver(value: str) -> str | None:
+    m = _LOOSE_VERSION.match(value.strip())
+    if not m:
+        return None
+    major, minor, patch, extra = m.groups()
+    return f"v{major}.{minor or 0}.{patch or 0}{extra or ''}"
+
+
+def _is_version_key(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1].lower()
+    return last == "version" or last.endswith("_version") or last.endswith("version") or last.endswith("_ver")
+
+
+def normalise_value(value: str, cfg: LintConfig) -> str:
+    v = value.strip().lower()
+    return cfg.value_abbreviations.get(v, v)
+
+
+def lint_store(
+    snapshot: Any,
+    cfg: LintConfig | None = None,
+    filter_string: str | None = None,
+    experiment_ids: Iterable[str] | None = None,
+) -> list[Finding]:
+    cfg = cfg or LintConfig()
+    key_traces: Counter[str] = Counter()
+    values: dict[str, Counter[str]] = defaultdict(Counter)
+    for doc in select(snapshot, parse_filter(filter_string), experiment_ids):
+        for k, v in doc["tags"].items():
+            if cfg.ignored(k):
+                continue
+            key_traces[k] += 1
+            values[k][v] += 1
+    findings: list[Finding] = []
+    # Concepts: keys that normalise to the same spelling.
+    concept: dict[str, str] = {k: normalise_key(k, cfg) for k in key_traces}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for k, c in concept.items():
+        groups[c].append(k)
+    for c, keys in groups.items():
+        if len(keys) > 1 and cfg.enabled("inconsistent-key"):
+            # The target is the normalised spelling; every other spelling is renamed to it.
+            spelled = ", ".join(f"{k} ({key_traces[k]})" for k in sorted(keys))
+            for k in sorted(keys):
+                if k != c:
+                    findings.append(
+                        Finding(
+                            "inconsistent-key",
+                            k,
+                            key_traces[k],
+                            f"one concept, {len(keys)} spellings: {spelled}; rename to {c!r}",
+                            rename_to=c,
+                        )
+                    )
+        for k in keys:
+            if len(keys) > 1 and k != c and cfg.enabled("inconsistent-key"):
+                continue  # already reported with its rename
+            findings.extend(_key_findings(k, key_traces[k], cfg))
+    # Values, per concept, so env=PROD and environment=production meet.
+    concept_values: dict[str, Counter[str]] = defaultdict(Counter)
+    for k, counter in values.items():
+        concept_values[concept[k]].update(counter)
+    for c, counter in concept_values.items():
+        findings.extend(_value_findings(c, counter, cfg))
+    numeric_keys = [k for k, counter in values.items() if all(_NUMBER.match(v) for v in counter)]
+    for k in numeric_keys:
+        f = _unit_finding(k, concept[k], key_traces[k], cfg)
+        if f:
+            findings.append(f)
+    order = {r: i for i, r in enumerate(RULES)}
+    findings.sort(key=lambda f: (order[f.rule], f.key, f.value or ""))
+    return findings
+
+
+def _key_findings(key: str, traces: int, cfg: LintConfig) -> list[Finding]:
+    out = []
+    target = normalise_key(key, cfg)
+    words = [w.lower() for s in key.split(".") for w in _words(s)]
+    abbreviations = [w for w in words if w in cfg.key_abbreviations]
+    if abbreviations and cfg.enabled("abbreviation"):
+        full = ", ".join(f"{w} -> {cfg.key_abbreviations[w]}" for w in abbreviations)
+        out.append(Finding("abbreviation", key, traces, f"unclear abbreviation ({full}); rename to {target!r}", rename_to=target))
+    elif any(c.isupper() for c in key) and cfg.enabled("key-case"):
+        out.append(Finding("key-case", key, traces, f"use lowercase: rename to {target!r}", rename_to=target))
+    elif _style_only(key) != key and cfg.enabled("key-style"):
+        out.append(
+            Finding(
+                "key-style",
+                key,
+                traces,
+                f"join words with '_' (dots for hierarchy): rename to {target!r}",
+                rename_to=target,
+            )
+        )
+    return out
+
+
+def _value_findings(key: str, counter: Counter[str], cfg: LintConfig) -> list[Finding]:
+    out = []
+    if _is_version_key(key) and cfg.enabled("version-format"):
+        for v, n in sorted(counter.items()):
+            if not _SEMVER.match(v):
+                fixed = _semver(v)
+                hint = f"use a semantic version such as {fixed!r}" if fixed else "use a semantic version such as 'v1.2.3'"
+                out.append(Finding("version-format", key, n, hint, value=v, value_to=fixed))
+        return out
+    if cfg.enabled("value-abbreviation"):
+        for v, n in sorted(counter.items()):
+            full = cfg.value_abbreviations.get(v.strip().lower())
+            if full and full != v:
+                out.append(Finding("value-abbreviation", key, n, f"write the full value {full!r}", value=v, value_to=full))
+    if cfg.enabled("inconsistent-value"):
+        by_norm: dict[str, list[str]] = defaultdict(list)
+        for v in counter:
+            by_norm[normalise_value(v, cfg)].append(v)
+        for norm, spellings in by_norm.items():
+            if len(spellings) < 2:
+                continue
+            canonical = norm if norm in counter else max(spellings, key=lambda s: (counter[s], s == s.lower()))
+            listed = ", ".join(f"{s!r} ({counter[s]})" for s in sorted(spellings))
+            for s in sorted(spellings):
+                if s == canonical:
+                    continue
+                if cfg.enabled("value-abbreviation") and cfg.value_abbreviations.get(s.strip().lower()) == s.strip().lower():
+                    continue
+                if any(f.value == s for f in out):
+                    continue
+                out.append(
+                    Finding(
+                        "inconsistent-value",
+                        key,
+                        counter[s],
+                        f"{len(spellings)} spellings of one value: {listed}; use {canonical!r}",
+                        value=s,
+                        value_to=canonical,
+                    )
+                )
+    return out
+
+
+def _unit_finding(key: str, concept: str, traces: int, cfg: LintConfig) -> Finding | None:
+    if not cfg.enabled("numeric-unit"):
+        return None
+    words = [w.lower() for w in _words(key.rsplit(".", 1)[-1])]
+    if not words or words[-1] in UNIT_SUFFIXES:
+        return None
+    unit = next((MEASURE_WORDS[w] for w in words if w in MEASURE_WORDS), None)
+    if unit is None:
+        return None
+    target = f"{concept}_{unit}"
+    return Finding("numeric-unit", key, traces, f"numeric values without a unit: rename to {target!r}", rename_to=target)
+
+
+def fix_findings(
+    client: Any,
+    findings: list[Finding],
+    cfg: LintConfig | None = None,
+    filter_string: str | None = None,
+    experiment_ids: Iterable[str] | None = None,
+    dry_run: bool = False,
+) -> TagReport:
+    """Apply every finding's fix (renames, then value rewrites) in one atomic write.
+
+    A rename whose target key already holds a different value on a trace is skipped on that
+    trace, so nothing is overwritten.
+    """
+    cfg = cfg or LintConfig()
+    renames = {f.key: f.rename_to for f in findings if f.rename_to}
+    value_fixes = {(f.key, f.value): f.value_to for f in findings if f.value_to is not None and f.value is not None}
+    node = parse_filter(filter_string)
+
+    def plan(snap: Any) -> TagReport:
+        report = TagReport(dry_run=dry_run)
+        for doc in select(snap, node, experiment_ids):
+            tags = doc["tags"]
+            new = dict(tags)
+            for old_key, target in renames.items():
+                if old_key in new and target:
+                    if target in new and new[target] != new[old_key] and target in tags:
+                        continue
+                    new[target] = new.pop(old_key)
+            for k, v in list(new.items()):
+                fixed = value_fixes.get((normalise_key(k, cfg), v), value_fixes.get((k, v)))
+                if fixed is not None:
+                    new[k] = fixed
+            if new == tags:
+                continue
+            sets = {k: v for k, v in new.items() if tags.get(k) != v}
+            dels = [k for k in tags if k not in new]
+            report.changes.append(plan_change(doc["trace_id"], tags, sets, dels))
+        return report
+
+    return client.apply_changes(plan, dry_run=dry_run)

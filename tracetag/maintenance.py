@@ -1,0 +1,242 @@
+"""``tracetag store info | check | repair``: what is in the store, what is wrong, what can be saved.
+
+``check`` only reads. ``repair`` takes the write lock, copies every file of the store into a
+backup folder first, then rebuilds the base from every document and journal record that is
+still readable, and says what it dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import StoreError
+from .store import _Base, Overlay, Store, _atomic_write, _layout, _new_meta, decode_record
+
+__all__ = ["CheckReport", "check", "info", "repair"]
+
+_DOC_LINE = re.compile(rb'^"([^"\n]+)": (\{.*\}),?$')
+
+
+def info(store: Store) -> dict[str, Any]:
+    def size(p: os.PathLike[str]) -> int:
+        try:
+            return os.path.getsize(p)
+        except OSError:
+            return 0
+
+    with store.snapshot() as snap:
+        traces = len(snap.ids())
+        generation = snap.base.generation
+        records = snap.overlay.records
+    return {
+        "store": str(store.path),
+        "traces": traces,
+        "generation": generation,
+        "base_bytes": size(store.path),
+        "journal_bytes": size(store.journal_path),
+        "journal_records": records,
+        "spans_bytes": size(store.spans_path),
+    }
+
+
+@dataclass
+class CheckReport:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "errors": self.errors, "warnings": self.warnings, **self.facts}
+
+    def lines(self) -> list[str]:
+        out = [f"{k}: {v}" for k, v in self.facts.items()]
+        out += [f"warning: {w}" for w in self.warnings]
+        out += [f"error: {e}" for e in self.errors]
+        out.append("ok" if self.ok else "damaged: run 'tracetag store repair' (it keeps a backup)")
+        return out
+
+
+def _scan_journal(
+    store: Store, report: CheckReport | None, header: dict | None = None
+) -> tuple[int | None, list[dict], int, int]:
+    """(generation, readable records, damaged records, torn tail bytes) of the journal."""
+    try:
+        data = store.journal_path.read_bytes()
+    except FileNotFoundError:
+        return None, [], 0, 0
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: a torn write, or b""
+    generation = None
+    records: list[dict] = []
+    damaged = 0
+    for n, line in enumerate(lines):
+        try:
+            rec = decode_record(line)
+        except ValueError as e:
+            damaged += 1
+            if report is not None:
+                report.errors.append(f"{store.journal_path}: record {n} is damaged ({e})")
+            continue
+        if n == 0 and "generation" in rec and "op" not in rec:
+            generation = int(rec["generation"])
+            if header is not None:
+                header.update(rec)
+        else:
+            records.append(rec)
+    return generation, records, damaged, len(tail)
+
+
+def _scan_base(store: Store, report: CheckReport | None) -> tuple[dict, dict, dict[str, dict], int]:
+    """(meta, experiments, readable documents, unreadable lines) of the base file."""
+    try:
+        base = _Base(store.path)
+        try:
+            docs = {tid: orjson.loads(raw) for tid, raw in base.iter_raw()}
+            return base.meta, base.experiments, docs, 0
+        finally:
+            base.close()
+    except (StoreError, orjson.JSONDecodeError) as e:
+        if report is not None:
+            report.errors.append(str(e))
+    # Line by line, keeping every document that still parses.
+    meta, experiments, docs, bad = _new_meta(0), {}, {}, 0
+    try:
+        data = store.path.read_bytes()
+    except OSError:
+        return meta, experiments, docs, 0
+    for line in data.split(b"\n"):
+        if line.startswith(b'{"_meta": '):
+            try:
+                meta = orjson.loads(line[len(b'{"_meta": ') :].rstrip(b",")).get("1", meta)
+            except (orjson.JSONDecodeError, AttributeError):
+                bad += 1
+            continue
+        if line.startswith(b'"experiments": '):
+            try:
+                experiments = orjson.loads(line[len(b'"experiments": ') :].rstrip(b","))
+            except orjson.JSONDecodeError:
+                bad += 1
+            continue
+        m = _DOC_LINE.match(line)
+        if m:
+            try:
+                docs[m.group(1).decode()] = orjson.loads(m.group(2))
+            except orjson.JSONDecodeError:
+                bad += 1
+        elif line.strip() not in (b"", b'"traces": {', b"}}", b"}"):
+            bad += 1
+    return meta, experiments, docs, bad
+
+
+def _readable_spans(store: Store, doc: dict) -> bool:
+    try:
+        store.read_spans(doc)
+        return True
+    except StoreError:
+        return False
+
+
+def check(store: Store) -> CheckReport:
+    report = CheckReport()
+    report.facts["store"] = str(store.path)
+    if not store.path.exists():
+        report.facts["traces"] = 0
+        report.warnings.append("the store does not exist yet (it is created on the first write)")
+        return report
+    meta, _exps, docs, bad = _scan_base(store, report)
+    if bad:
+        report.errors.append(f"{store.path}: {bad} unreadable lines")
+    header: dict = {}
+    generation, records, damaged, torn = _scan_journal(store, report, header)
+    if generation == meta.get("generation") and header.get("base_crc") is not None:
+        data = store.path.read_bytes()
+        if len(data) != header.get("base_size") or zlib.crc32(data) != header["base_crc"]:
+            report.errors.append(
+                f"{store.path}: content differs from what was written "
+                f"(size {len(data)}, expected {header.get('base_size')}; checksum mismatch)"
+            )
+    report.facts["generation"] = meta.get("generation")
+    report.facts["journal_records"] = len(records)
+    if torn:
+        report.warnings.append(
+            f"{store.journal_path}: {torn} bytes of an unfinished write at the end "
+            "(never acknowledged; ignored, and cut off by the next write)"
+        )
+    if generation is not None and generation != meta.get("generation"):
+        report.warnings.append(
+            f"{store.journal_path}: generation {generation} is not the base's "
+            f"{meta.get('generation')} (left by an interrupted compaction; ignored)"
+        )
+    overlay = Overlay()
+    for rec in records:
+        try:
+            overlay.apply(rec)
+        except (ValueError, KeyError, TypeError) as e:
+            report.errors.append(f"{store.journal_path}: unusable record ({e})")
+    report.facts["traces"] = len(set(docs) | set(overlay.puts))
+    unreadable = [
+        tid for tid, d in {**docs, **overlay.puts}.items() if d.get("spans_at") and not _readable_spans(store, d)
+    ]
+    if unreadable:
+        report.errors.append(f"{store.spans_path}: spans of {len(unreadable)} traces unreadable")
+    return report
+
+
+def repair(store: Store) -> dict[str, Any]:
+    """Back up every file, then rebuild base and journal from what is readable."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    backup = store.path.with_name(f"{store.path.name}-backup-{stamp}")
+    lock = store._lock()
+    lock.acquire(timeout=60)
+    try:
+        backup.mkdir(parents=True, exist_ok=False)
+        for p in (store.path, store.journal_path, store.spans_path):
+            if p.exists():
+                shutil.copy2(p, backup / p.name)
+        meta, experiments, docs, bad = _scan_base(store, None)
+        generation, records, damaged, torn = _scan_journal(store, None)
+        overlay = Overlay()
+        unusable = 0
+        if generation is None or generation == meta.get("generation"):
+            for rec in records:
+                try:
+                    overlay.apply(rec)
+                except (ValueError, KeyError, TypeError):
+                    unusable += 1
+        merged = {tid: overlay.merge(d) for tid, d in docs.items()}
+        merged.update(overlay.puts)
+        lost_spans = 0
+        for tid, d in list(merged.items()):
+            if d.get("spans_at") and not _readable_spans(store, d):
+                merged[tid] = {k: v for k, v in d.items() if k != "spans_at"}
+                lost_spans += 1
+        new_gen = int(meta.get("generation") or 0) + 1
+        new_meta = {**_new_meta(new_gen), "spans_file": store.spans_path.name}
+        items = ((tid, orjson.dumps(d)) for tid, d in merged.items())
+        size, crc = _atomic_write(
+            store.path, _layout(new_meta, {**experiments, **overlay.experiments}, items)
+        )
+        store._reset_journal(new_gen, size, crc)
+        store._index = None
+    finally:
+        lock.release()
+    return {
+        "backup": str(backup),
+        "traces": len(merged),
+        "unreadable_base_lines_dropped": bad,
+        "damaged_journal_records_dropped": damaged + unusable,
+        "unfinished_write_bytes_dropped": torn,
+        "traces_whose_spans_were_lost": lost_spans,
+    }
