@@ -193,7 +193,7 @@ def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) 
         unit = "item"
     elif isinstance(whole, dict):
         items = [(1, whole)]
-        unit = "item"
+        unit = "item" if b"\n" in stripped else "line"
     else:
         unit = "line"
         items = []
