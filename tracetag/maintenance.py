@@ -199,7 +199,7 @@ def repair(store: Store) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     backup = store.path.with_name(f"{store.path.name}-backup-{stamp}")
     lock = store._lock()
-    lock.acquire(timeout=60)
+    lock.acquire(60, store.path)
     try:
         backup.mkdir(parents=True, exist_ok=False)
         for p in (store.path, store.journal_path, store.spans_path):
