@@ -17,7 +17,9 @@ CASES = SPEC["cases"]
 
 
 def _case_id(case: dict) -> str:
-    return (case["filter"] or "<all>")[:60] + (f" order={case['order_by']}" if case.get("order_by") else "")
+    return (case["filter"] or "<all>")[:60] + (
+        f" order={case['order_by']}" if case.get("order_by") else ""
+    )
 
 
 def _explain(case: dict, actual: object) -> str:

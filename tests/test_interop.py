@@ -51,7 +51,11 @@ def test_show_lists_tags_and_two_spans(cli, conformance_store):
     result = cli("show", FIRST_ID)
     assert result.exit_code == 0
     out = result.stdout
-    for key, value in (("session_id", "session_049"), ("review status", "done"), ("city", "Zürich")):
+    for key, value in (
+        ("session_id", "session_049"),
+        ("review status", "done"),
+        ("city", "Zürich"),
+    ):
         assert key in out and value in out
     assert "spans (2)" in out and "process_user_request [CHAIN]" in out and "llm_call [LLM]" in out
     data = json.loads(cli("show", FIRST_ID, "-o", "json").stdout)
@@ -61,7 +65,9 @@ def test_show_lists_tags_and_two_spans(cli, conformance_store):
 def test_show_unknown_trace(cli, conformance_store):
     result = cli("show", "tr-" + "0" * 32)
     assert result.exit_code == 1
-    assert result.stderr == "tracetag: error: trace not found: tr-00000000000000000000000000000000\n"
+    assert (
+        result.stderr == "tracetag: error: trace not found: tr-00000000000000000000000000000000\n"
+    )
 
 
 def test_export_then_import_is_identical(cli, tmp_path, conformance_store):
@@ -132,7 +138,12 @@ def test_import_mlflow2_shape(cli, client):
     }
     assert cli("import", "-", input=json.dumps(doc)).exit_code == 0
     t = client.get_trace("tr-" + "b" * 32)
-    assert (t.info.status, t.info.name, t.info.metadata, t.info.execution_time_ms) == ("ERROR", "legacy", {"m": "1"}, 25)
+    assert (t.info.status, t.info.name, t.info.metadata, t.info.execution_time_ms) == (
+        "ERROR",
+        "legacy",
+        {"m": "1"},
+        25,
+    )
 
 
 def test_trace_json_round_trip():

@@ -104,7 +104,9 @@ def test_missing_store_reads_empty_and_creates_nothing(tmp_path, cli):
         (b"TRUNCATED", "damaged store"),
     ],
 )
-def test_damaged_or_foreign_file_is_refused_and_untouched(store_path, conformance_store, cli, content, kind):
+def test_damaged_or_foreign_file_is_refused_and_untouched(
+    store_path, conformance_store, cli, content, kind
+):
     good = store_path.read_bytes()
     if content == b"PLACEHOLDER":
         content = good[:200] + b"\x00garbage" + good[260:]
@@ -114,7 +116,11 @@ def test_damaged_or_foreign_file_is_refused_and_untouched(store_path, conformanc
     journal = store_path.with_name("store.json-journal")
     journal.unlink()
     before = _files(store_path)
-    for args in (["search"], ["tag", "set", "tr-6663f3d7173cfa73b65948ca5fbc00b3", "a=b"], ["demo", "-n", "2"]):
+    for args in (
+        ["search"],
+        ["tag", "set", "tr-6663f3d7173cfa73b65948ca5fbc00b3", "a=b"],
+        ["demo", "-n", "2"],
+    ):
         result = cli(*args)
         assert result.exit_code == 3, (args, result.output)
         lines = result.stderr.strip().splitlines()
@@ -156,13 +162,18 @@ def test_migration_from_schema_1(store_path, cli):
     assert cli("tag", "set", "tr-" + "a" * 32, "reviewed=yes").exit_code == 0
     data = orjson.loads(store_path.read_bytes())
     assert data["_meta"]["1"]["schema_version"] == SCHEMA_VERSION
-    assert data["traces"]["tr-" + "a" * 32]["tags"] == {"environment": "production", "team": "search"}
+    assert data["traces"]["tr-" + "a" * 32]["tags"] == {
+        "environment": "production",
+        "team": "search",
+    }
     tags = TracetagClient(store_path).get_trace("tr-" + "a" * 32).info.tags
     assert tags == {"environment": "production", "team": "search", "reviewed": "yes"}
 
 
 def test_newer_schema_is_refused(store_path, cli):
-    store_path.write_bytes(orjson.dumps({"_meta": {"1": {"format": "tracetag", "schema_version": 99}}}))
+    store_path.write_bytes(
+        orjson.dumps({"_meta": {"1": {"format": "tracetag", "schema_version": 99}}})
+    )
     result = cli("search")
     assert result.exit_code == 3 and "newer tracetag" in result.stderr
 
@@ -203,7 +214,9 @@ def test_damaged_journal_record_is_reported_and_repaired(store_path, cli):
     result = cli("store", "repair")
     assert result.exit_code == 0, result.output
     backups = list(store_path.parent.glob("store.json-backup-*"))
-    assert len(backups) == 1 and (backups[0] / "store.json-journal").read_bytes() == b"\n".join(lines)
+    assert len(backups) == 1 and (backups[0] / "store.json-journal").read_bytes() == b"\n".join(
+        lines
+    )
     docs = _all(Store(store_path))
     assert len(docs) == 3
     assert "a" not in docs[_doc(0)["trace_id"]]["tags"]  # the damaged record is dropped...
@@ -225,7 +238,10 @@ def test_stale_journal_after_interrupted_compaction_is_ignored(store_path):
     assert docs[_doc(0)["trace_id"]]["tags"]["k"] == "v2"
     TracetagClient(Store(store_path)).set_trace_tag(_doc(1)["trace_id"], "k", "x")
     docs = _all(Store(store_path))
-    assert docs[_doc(0)["trace_id"]]["tags"]["k"] == "v2" and docs[_doc(1)["trace_id"]]["tags"]["k"] == "x"
+    assert (
+        docs[_doc(0)["trace_id"]]["tags"]["k"] == "v2"
+        and docs[_doc(1)["trace_id"]]["tags"]["k"] == "x"
+    )
 
 
 def test_automatic_compaction_keeps_everything(store_path):
@@ -280,8 +296,11 @@ def test_sigkill_at_any_moment_keeps_every_acknowledged_write(store_path):
         docs = _all(Store(store_path))
         with Store(store_path).snapshot() as snap:
             for i in got[-5:]:
-                assert snap.spans(snap.require("tr-%032x" % i))[0]["span_id"] == "%016x" % i
-        missing = [i for i in acked if docs.get("tr-%032x" % i, {}).get("tags", {}).get("acked") != "yes"]
+                spans = snap.spans(snap.require(f"tr-{i:032x}"))
+                assert spans[0]["span_id"] == f"{i:016x}"
+        missing = [
+            i for i in acked if docs.get(f"tr-{i:032x}", {}).get("tags", {}).get("acked") != "yes"
+        ]
         assert not missing, f"round {round_}: lost acknowledged writes {missing[:5]}"
     assert check(Store(store_path)).ok
 

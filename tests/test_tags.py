@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import stat
 import sys
 
@@ -83,7 +83,9 @@ def test_valid_keys_follow_mlflow_rule(conformance_store):
 
 
 def test_tag_set_values_verbatim(cli, conformance_store):
-    result = cli("tag", "set", A, "eq=a=b=c", "empty=", "quote='x\"y", "uni=Zürich ✓", "sp= padded ")
+    result = cli(
+        "tag", "set", A, "eq=a=b=c", "empty=", "quote='x\"y", "uni=Zürich ✓", "sp= padded "
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == "1 traces changed, 0 unchanged\n"
     tags = tags_of(conformance_store, A)
@@ -100,7 +102,10 @@ def test_tag_set_several_ids_with_unknown_one(cli, conformance_store):
         "2 traces changed, 0 unchanged, 1 not found",
         f"tracetag: trace not found: {MISSING}",
     ]
-    assert tags_of(conformance_store, A)["batch"] == "1" and tags_of(conformance_store, B)["batch"] == "1"
+    assert (
+        tags_of(conformance_store, A)["batch"] == "1"
+        and tags_of(conformance_store, B)["batch"] == "1"
+    )
 
 
 def test_tag_set_strict_writes_nothing_on_unknown_id(cli, conformance_store):
@@ -114,7 +119,9 @@ def test_bad_pair_means_nothing_written(cli, conformance_store):
     before = conformance_store.with_name("store.json-journal").read_bytes()
     result = cli("tag", "set", A, "good=1", "bad*key=2")
     assert result.exit_code == 2
-    assert result.stderr.startswith("tracetag: error: invalid tag key 'bad*key': use 1 to 250 characters")
+    assert result.stderr.startswith(
+        "tracetag: error: invalid tag key 'bad*key': use 1 to 250 characters"
+    )
     assert cli("tag", "set", A, "x=" + "v" * 8001).exit_code == 2
     assert cli("tag", "set", A).exit_code == 2
     assert conformance_store.with_name("store.json-journal").read_bytes() == before
@@ -149,7 +156,9 @@ def test_tag_list(cli, conformance_store):
 
 
 def test_tag_by_filter_and_json_report(cli, conformance_store):
-    result = cli("tag", "set", "-f", "status = 'ERROR'", "-x", "1", "needs_review=yes", "-o", "json")
+    result = cli(
+        "tag", "set", "-f", "status = 'ERROR'", "-x", "1", "needs_review=yes", "-o", "json"
+    )
     report = json.loads(result.stdout)
     assert report["changed"] == 45 and report["unchanged"] == 0 and report["written"]
     ids = cli("search", "-f", "tags.needs_review = 'yes'", "--all", "-o", "ids").stdout.split()
@@ -181,12 +190,18 @@ def test_ten_thousand_traces_tagged_by_filter_in_one_write(store_path, cli):
     client = TracetagClient(store_path)
     client.log_traces(
         [
-            Trace(TraceInfo(trace_id=f"tr-{i:032x}", timestamp_ms=i, status="ERROR" if i % 2 else "OK"))
+            Trace(
+                TraceInfo(
+                    trace_id=f"tr-{i:032x}", timestamp_ms=i, status="ERROR" if i % 2 else "OK"
+                )
+            )
             for i in range(20_000)
         ]
     )
     store = Store(store_path)
-    report = TracetagClient(store).update_tags(filter_string="status = 'ERROR'", set={"needs_review": "true"})
+    report = TracetagClient(store).update_tags(
+        filter_string="status = 'ERROR'", set={"needs_review": "true"}
+    )
     assert len(report.changed) == 10_000
     assert store.writes == 1  # one journal record for the whole batch
     journal = store.journal_path.read_bytes().splitlines()
@@ -200,7 +215,9 @@ def test_ten_thousand_traces_tagged_by_filter_in_one_write(store_path, cli):
 
 def _editor(tmp_path, body: str):
     script = tmp_path / "editor.py"
-    script.write_text(f"import sys\npath = sys.argv[1]\ntext = open(path, encoding='utf-8').read()\n{body}\n")
+    script.write_text(
+        f"import sys\npath = sys.argv[1]\ntext = open(path, encoding='utf-8').read()\n{body}\n"
+    )
     wrapper = tmp_path / "editor.sh"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
@@ -221,7 +238,11 @@ def test_tag_edit_applies_difference(cli, tmp_path, conformance_store):
     assert "+ owner=team ml" in err and "~ city: Zürich -> Genève" in err
     assert "- priority (was normal)" in err and "- note (was )" in err
     tags = tags_of(conformance_store, A)
-    assert tags["owner"] == "team ml" and tags["city"] == "Genève" and tags["spaced"] == "  two spaces  "
+    assert (
+        tags["owner"] == "team ml"
+        and tags["city"] == "Genève"
+        and tags["spaced"] == "  two spaces  "
+    )
     assert "priority" not in tags and tags["customer"] == 'say "hi"'  # quoted value kept
 
 
@@ -246,12 +267,16 @@ def test_tag_edit_unchanged_or_emptied_writes_nothing(cli, tmp_path, conformance
 def test_tag_edit_invalid_content_keeps_the_text(cli, tmp_path, conformance_store, line, message):
     journal = conformance_store.with_name("store.json-journal")
     before = journal.read_bytes()
-    body = f"lines = text.splitlines()\nlines.insert(5, {line!r})\nopen(path, 'w').write('\\n'.join(lines))"
+    body = (
+        f"lines = text.splitlines()\nlines.insert(5, {line!r})\n"
+        "open(path, 'w').write('\\n'.join(lines))"
+    )
     result = cli("tag", "edit", A, env=_editor(tmp_path, body))
     assert result.exit_code == 2
     assert message in result.stderr
     saved = result.stderr.rsplit("saved in ", 1)[1].strip()
-    assert line in open(saved, encoding="utf-8").read()
+    with open(saved, encoding="utf-8") as f:
+        assert line in f.read()
     os.unlink(saved)
     assert journal.read_bytes() == before
 
@@ -259,10 +284,13 @@ def test_tag_edit_invalid_content_keeps_the_text(cli, tmp_path, conformance_stor
 def test_tag_edit_keeps_concurrent_change_to_other_keys(tmp_path, conformance_store, cli):
     body = (
         "import subprocess, sys, os\n"
-        f"subprocess.run([sys.executable, '-m', 'tracetag', 'tag', 'set', {A!r}, 'other=concurrent'], check=True)\n"
+        "subprocess.run([sys.executable, '-m', 'tracetag', 'tag', 'set',"
+        f" {A!r}, 'other=concurrent'], check=True)\n"
         "open(path, 'a').write('mine = 1\\n')"
     )
-    result = cli("tag", "edit", A, env={**_editor(tmp_path, body), "TRACETAG_STORE": str(conformance_store)})
+    result = cli(
+        "tag", "edit", A, env={**_editor(tmp_path, body), "TRACETAG_STORE": str(conformance_store)}
+    )
     assert result.exit_code == 0, result.output
     tags = tags_of(conformance_store, A)
     assert tags["mine"] == "1" and tags["other"] == "concurrent"

@@ -33,8 +33,19 @@ def test_bare_and_parameterised_decorator_with_inputs_and_outputs():
     assert outer(1) == 30
     t = last()
     root, child = sorted(t.data.spans, key=lambda s: s.start_time_ns)
-    assert (root.name, root.span_type, root.attributes, root.inputs, root.outputs) == ("custom", "TOOL", {"k": 1}, {"a": 1}, 30)
-    assert (child.name, child.parent_id, child.inputs, child.outputs) == ("add", root.span_id, {"x": 1}, 3)
+    assert (root.name, root.span_type, root.attributes, root.inputs, root.outputs) == (
+        "custom",
+        "TOOL",
+        {"k": 1},
+        {"a": 1},
+        30,
+    )
+    assert (child.name, child.parent_id, child.inputs, child.outputs) == (
+        "add",
+        root.span_id,
+        {"x": 1},
+        3,
+    )
     assert t.info.name == "custom" and t.info.status == "OK"
     assert t.info.request_preview == '{"a":1}' and t.info.response_preview == "30"
     assert t.info.execution_time_ms is not None and t.info.execution_time_ms >= 0
@@ -237,4 +248,7 @@ def test_burst_of_10000_traces_from_8_threads_loses_none():
     client = TracetagClient()
     assert len(client.search_traces(max_results=None)) == 10_000
     for w in range(8):
-        assert len(client.search_traces(filter_string=f"tags.worker = '{w}'", max_results=None)) == 1250
+        assert (
+            len(client.search_traces(filter_string=f"tags.worker = '{w}'", max_results=None))
+            == 1250
+        )

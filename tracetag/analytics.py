@@ -123,4 +123,6 @@ def tag_values(
         v = doc["tags"].get(key)
         if v is not None:
             counts[v] += 1
-    return [{"value": v, "traces": n} for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return [
+        {"value": v, "traces": n} for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]

@@ -132,8 +132,7 @@ class TracetagClient:
         self, filter_string: str | None = None, experiment_ids: Iterable[str] | None = None
     ) -> Iterator[Trace]:
         """Every matching trace, in default order, spans loaded (for export)."""
-        for trace in self.search_traces(experiment_ids, filter_string, max_results=None):
-            yield trace
+        yield from self.search_traces(experiment_ids, filter_string, max_results=None)
 
     # -- tags ----------------------------------------------------------------------------------
 
@@ -175,7 +174,7 @@ class TracetagClient:
         *,
         filter_string: str | None = None,
         experiment_ids: Iterable[str] | None = None,
-        set: Mapping[str, Any] | None = None,  # noqa: A002 - mirrors the CLI verb
+        set: Mapping[str, Any] | None = None,
         delete: Iterable[str] = (),
         dry_run: bool = False,
         strict: bool = False,
@@ -230,7 +229,9 @@ class TracetagClient:
 
         return self.store.write(build)
 
-    def replace_tags(self, trace_id: str, tags: Mapping[str, str], base: Mapping[str, str]) -> TagChange:
+    def replace_tags(
+        self, trace_id: str, tags: Mapping[str, str], base: Mapping[str, str]
+    ) -> TagChange:
         """Make a trace's tags go from ``base`` to ``tags`` (an editor's result) in one write.
 
         Only keys the edit touched are written, so a concurrent change to another key stays.
@@ -294,7 +295,10 @@ class TracetagClient:
         now = int(time.time() * 1000)
         new_exps = sorted({t.info.experiment_id for t in parsed.traces} - known)
         extra = [
-            {"op": "exp", "doc": {"experiment_id": e, "name": f"experiment-{e}", "creation_time_ms": now}}
+            {
+                "op": "exp",
+                "doc": {"experiment_id": e, "name": f"experiment-{e}", "creation_time_ms": now},
+            }
             for e in new_exps
         ]
         if not parsed.traces:

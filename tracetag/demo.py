@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import time
 
-
 from . import api, tracing
 from .api import TracetagClient, set_store
 
@@ -52,7 +51,9 @@ def _one(rng: random.Random, start_ns: int, experiment_id: str) -> None:
     }
     if rng.random() < 0.04:
         # An old client that predates the naming guidelines: what `tracetag lint` is for.
-        tags["env"] = {"production": "PROD", "staging": "stg", "development": "dev"}[tags.pop("environment")]
+        tags["env"] = {"production": "PROD", "staging": "stg", "development": "dev"}[
+            tags.pop("environment")
+        ]
         tags["ModelVer"] = tags.pop("model_version")[1:4]
     root = tracing.start_span_no_context(
         kind,
@@ -69,7 +70,12 @@ def _one(rng: random.Random, start_ns: int, experiment_id: str) -> None:
         retr = tracing.start_span_no_context(
             "retrieve_documents", "RETRIEVER", root, inputs={"query": question}, start_time_ns=t
         )
-        retr.set_outputs([{"doc_id": f"kb-{rng.randint(1, 999)}", "score": round(rng.random(), 3)} for _ in range(3)])
+        retr.set_outputs(
+            [
+                {"doc_id": f"kb-{rng.randint(1, 999)}", "score": round(rng.random(), 3)}
+                for _ in range(3)
+            ]
+        )
         t += retr_ms * 1_000_000
         retr.end(t)
     if rng.random() < 0.3:
@@ -90,7 +96,9 @@ def _one(rng: random.Random, start_ns: int, experiment_id: str) -> None:
     )
     t += llm_ms * 1_000_000
     if fails:
-        error = rng.choice(["RateLimitError: 429 Too Many Requests", "TimeoutError: upstream timed out"])
+        error = rng.choice(
+            ["RateLimitError: 429 Too Many Requests", "TimeoutError: upstream timed out"]
+        )
         llm.record_exception(RuntimeError(error))
         llm.end(t)
         root.set_status("ERROR", error)
@@ -121,5 +129,3 @@ def record_demo(client: TracetagClient, traces: int = 200, seed: int = 7) -> tup
     finally:
         set_store(previous)
     return traces, experiment
-
-

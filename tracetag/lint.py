@@ -96,9 +96,33 @@ MEASURE_WORDS = {
     "price": "usd",
 }
 UNIT_SUFFIXES = {
-    "ms", "s", "sec", "secs", "seconds", "minutes", "min", "hours", "h", "days", "us", "ns",
-    "mb", "kb", "gb", "bytes", "b", "tokens", "chars", "characters", "usd", "eur", "cents",
-    "pct", "percent", "count", "ratio",
+    "ms",
+    "s",
+    "sec",
+    "secs",
+    "seconds",
+    "minutes",
+    "min",
+    "hours",
+    "h",
+    "days",
+    "us",
+    "ns",
+    "mb",
+    "kb",
+    "gb",
+    "bytes",
+    "b",
+    "tokens",
+    "chars",
+    "characters",
+    "usd",
+    "eur",
+    "cents",
+    "pct",
+    "percent",
+    "count",
+    "ratio",
 }
 _SEMVER = re.compile(r"^v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-]+)?$")
 _LOOSE_VERSION = re.compile(r"^[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?([-+][0-9A-Za-z.\-]+)?$")
@@ -128,7 +152,9 @@ def load_config(path: Path | None = None, start: Path | None = None) -> LintConf
         candidates = [path]
     else:
         here = (start or Path.cwd()).resolve()
-        candidates = [d / n for d in (here, *here.parents) for n in ("tracetag.toml", "pyproject.toml")]
+        candidates = [
+            d / n for d in (here, *here.parents) for n in ("tracetag.toml", "pyproject.toml")
+        ]
     for p in candidates:
         if not p.is_file():
             if path is not None:
@@ -153,7 +179,9 @@ def _config_from(table: dict[str, Any], source: str) -> LintConfig:
     cfg = LintConfig(source=source)
     unknown = set(table.get("disable", [])) - set(RULES)
     if unknown:
-        raise InvalidInput(f"{source}: unknown lint rules {sorted(unknown)}; rules are {', '.join(RULES)}")
+        raise InvalidInput(
+            f"{source}: unknown lint rules {sorted(unknown)}; rules are {', '.join(RULES)}"
+        )
     cfg.disable = set(table.get("disable", []))
     cfg.ignore_keys = list(table.get("ignore_keys", cfg.ignore_keys))
     cfg.key_abbreviations.update(table.get("abbreviations", {}))
@@ -181,7 +209,9 @@ class Finding:
             "fix": (
                 {"rename_to": self.rename_to}
                 if self.rename_to
-                else {"value_to": self.value_to} if self.value_to is not None else None
+                else {"value_to": self.value_to}
+                if self.value_to is not None
+                else None
             ),
         }
 
@@ -214,7 +244,12 @@ def _semver(value: str) -> str | None:
 
 def _is_version_key(key: str) -> bool:
     last = key.rsplit(".", 1)[-1].lower()
-    return last == "version" or last.endswith("_version") or last.endswith("version") or last.endswith("_ver")
+    return (
+        last == "version"
+        or last.endswith("_version")
+        or last.endswith("version")
+        or last.endswith("_ver")
+    )
 
 
 def normalise_value(value: str, cfg: LintConfig) -> str:
@@ -285,9 +320,21 @@ def _key_findings(key: str, traces: int, cfg: LintConfig) -> list[Finding]:
     abbreviations = [w for w in words if w in cfg.key_abbreviations]
     if abbreviations and cfg.enabled("abbreviation"):
         full = ", ".join(f"{w} -> {cfg.key_abbreviations[w]}" for w in abbreviations)
-        out.append(Finding("abbreviation", key, traces, f"unclear abbreviation ({full}); rename to {target!r}", rename_to=target))
+        out.append(
+            Finding(
+                "abbreviation",
+                key,
+                traces,
+                f"unclear abbreviation ({full}); rename to {target!r}",
+                rename_to=target,
+            )
+        )
     elif any(c.isupper() for c in key) and cfg.enabled("key-case"):
-        out.append(Finding("key-case", key, traces, f"use lowercase: rename to {target!r}", rename_to=target))
+        out.append(
+            Finding(
+                "key-case", key, traces, f"use lowercase: rename to {target!r}", rename_to=target
+            )
+        )
     elif _style_only(key) != key and cfg.enabled("key-style"):
         out.append(
             Finding(
@@ -307,14 +354,27 @@ def _value_findings(key: str, counter: Counter[str], cfg: LintConfig) -> list[Fi
         for v, n in sorted(counter.items()):
             if not _SEMVER.match(v):
                 fixed = _semver(v)
-                hint = f"use a semantic version such as {fixed!r}" if fixed else "use a semantic version such as 'v1.2.3'"
+                hint = (
+                    f"use a semantic version such as {fixed!r}"
+                    if fixed
+                    else "use a semantic version such as 'v1.2.3'"
+                )
                 out.append(Finding("version-format", key, n, hint, value=v, value_to=fixed))
         return out
     if cfg.enabled("value-abbreviation"):
         for v, n in sorted(counter.items()):
             full = cfg.value_abbreviations.get(v.strip().lower())
             if full and full != v:
-                out.append(Finding("value-abbreviation", key, n, f"write the full value {full!r}", value=v, value_to=full))
+                out.append(
+                    Finding(
+                        "value-abbreviation",
+                        key,
+                        n,
+                        f"write the full value {full!r}",
+                        value=v,
+                        value_to=full,
+                    )
+                )
     if cfg.enabled("inconsistent-value"):
         by_norm: dict[str, list[str]] = defaultdict(list)
         for v in counter:
@@ -322,12 +382,19 @@ def _value_findings(key: str, counter: Counter[str], cfg: LintConfig) -> list[Fi
         for norm, spellings in by_norm.items():
             if len(spellings) < 2:
                 continue
-            canonical = norm if norm in counter else max(spellings, key=lambda s: (counter[s], s == s.lower()))
+            canonical = (
+                norm
+                if norm in counter
+                else max(spellings, key=lambda s: (counter[s], s == s.lower()))
+            )
             listed = ", ".join(f"{s!r} ({counter[s]})" for s in sorted(spellings))
             for s in sorted(spellings):
                 if s == canonical:
                     continue
-                if cfg.enabled("value-abbreviation") and cfg.value_abbreviations.get(s.strip().lower()) == s.strip().lower():
+                if (
+                    cfg.enabled("value-abbreviation")
+                    and cfg.value_abbreviations.get(s.strip().lower()) == s.strip().lower()
+                ):
                     continue
                 if any(f.value == s for f in out):
                     continue
@@ -354,7 +421,13 @@ def _unit_finding(key: str, concept: str, traces: int, cfg: LintConfig) -> Findi
     if unit is None:
         return None
     target = f"{concept}_{unit}"
-    return Finding("numeric-unit", key, traces, f"numeric values without a unit: rename to {target!r}", rename_to=target)
+    return Finding(
+        "numeric-unit",
+        key,
+        traces,
+        f"numeric values without a unit: rename to {target!r}",
+        rename_to=target,
+    )
 
 
 def fix_findings(
@@ -372,7 +445,11 @@ def fix_findings(
     """
     cfg = cfg or LintConfig()
     renames = {f.key: f.rename_to for f in findings if f.rename_to}
-    value_fixes = {(f.key, f.value): f.value_to for f in findings if f.value_to is not None and f.value is not None}
+    value_fixes = {
+        (f.key, f.value): f.value_to
+        for f in findings
+        if f.value_to is not None and f.value is not None
+    }
     node = parse_filter(filter_string)
 
     def plan(snap: Any) -> TagReport:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .errors import StoreError
-from .store import _Base, Overlay, Store, _atomic_write, _layout, _new_meta, decode_record
+from .store import Overlay, Store, _atomic_write, _Base, _layout, _new_meta, decode_record
 
 __all__ = ["CheckReport", "check", "info", "repair"]
 
@@ -159,7 +159,7 @@ def check(store: Store) -> CheckReport:
     if bad:
         report.errors.append(f"{store.path}: {bad} unreadable lines")
     header: dict = {}
-    generation, records, damaged, torn = _scan_journal(store, report, header)
+    generation, records, _damaged, torn = _scan_journal(store, report, header)
     if generation == meta.get("generation") and header.get("base_crc") is not None:
         data = store.path.read_bytes()
         if len(data) != header.get("base_size") or zlib.crc32(data) != header["base_crc"]:
@@ -187,7 +187,9 @@ def check(store: Store) -> CheckReport:
             report.errors.append(f"{store.journal_path}: unusable record ({e})")
     report.facts["traces"] = len(set(docs) | set(overlay.puts))
     unreadable = [
-        tid for tid, d in {**docs, **overlay.puts}.items() if d.get("spans_at") and not _readable_spans(store, d)
+        tid
+        for tid, d in {**docs, **overlay.puts}.items()
+        if d.get("spans_at") and not _readable_spans(store, d)
     ]
     if unreadable:
         report.errors.append(f"{store.spans_path}: spans of {len(unreadable)} traces unreadable")

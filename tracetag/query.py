@@ -57,7 +57,10 @@ def parse_order_by(order_by: Iterable[str] | None) -> list[OrderKey]:
         if any(k.field == f for k in keys):
             raise FilterSyntaxError(f"order_by names {f} twice", text, 0)
         keys.append(OrderKey(f, (m.group(2) or "ASC").upper() == "DESC"))
-    for f, desc in ((A.Field("attribute", "timestamp_ms"), True), (A.Field("attribute", "trace_id"), False)):
+    for f, desc in (
+        (A.Field("attribute", "timestamp_ms"), True),
+        (A.Field("attribute", "trace_id"), False),
+    ):
         if not any(k.field == f for k in keys):
             keys.append(OrderKey(f, desc))
     return keys
@@ -108,7 +111,9 @@ def _sort_key(keys: list[OrderKey]) -> Callable[[tuple], tuple]:
     return key
 
 
-def _fingerprint(node: A.Node | None, keys: list[OrderKey], experiment_ids: list[str] | None) -> str:
+def _fingerprint(
+    node: A.Node | None, keys: list[OrderKey], experiment_ids: list[str] | None
+) -> str:
     text = f"{node}|{[str(k) for k in keys]}|{sorted(experiment_ids or [])}"
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -171,7 +176,9 @@ def search(
     fp = _fingerprint(node, keys, exps)
     raw_of = _raw_key(keys)
     sort_key = _sort_key(keys)
-    rows: Iterable[tuple[tuple, dict]] = ((sort_key(raw_of(d)), d) for d in select(snapshot, node, exps, now))
+    rows: Iterable[tuple[tuple, dict]] = (
+        (sort_key(raw_of(d)), d) for d in select(snapshot, node, exps, now)
+    )
     if page_token:
         after = sort_key(_decode_token(page_token, fp))
         rows = (r for r in rows if r[0] > after)

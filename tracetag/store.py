@@ -90,7 +90,10 @@ def default_store_path() -> Path:
 
 
 def resolve_store_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """``path``, else ``$TRACETAG_STORE``, else the per-user default; a directory gets ``store.json``."""
+    """``path``, else ``$TRACETAG_STORE``, else the per-user default.
+
+    A directory means the ``store.json`` inside it.
+    """
     chosen = path or os.environ.get("TRACETAG_STORE") or default_store_path()
     p = Path(chosen).expanduser()
     return p / "store.json" if p.is_dir() else p
@@ -145,7 +148,7 @@ def encode_record(obj: Any) -> bytes:
 
 
 def decode_record(line: bytes) -> Any:
-    """Parse a line made by :func:`encode_record` (without its newline); ``ValueError`` if damaged."""
+    """Parse a line of :func:`encode_record` (without its newline); ``ValueError`` if damaged."""
     if len(line) < 10 or line[8:9] != b" ":
         raise ValueError("not a record")
     body = line[9:]
@@ -265,7 +268,9 @@ class _Base:
             tables = orjson.loads(data)
         except orjson.JSONDecodeError as e:
             if not data.lstrip().startswith(b"{"):
-                raise NotAStore(f"{self.path}: not a tracetag store (not a JSON document)") from None
+                raise NotAStore(
+                    f"{self.path}: not a tracetag store (not a JSON document)"
+                ) from None
             raise StoreCorrupted(
                 f"{self.path}: damaged store, invalid JSON at line {e.lineno} column {e.colno}"
             ) from None
@@ -295,7 +300,7 @@ class _Base:
 
     @property
     def needs_rewrite(self) -> bool:
-        """True when the file is not in the current layout (old schema, or written by plain TinyDB)."""
+        """True when the file is not in the current layout (old schema, or plain TinyDB's)."""
         return self._tables is not None
 
     def iter_raw(self) -> Iterator[tuple[str, bytes]]:
@@ -540,7 +545,7 @@ class Snapshot:
         self.close()
 
     def iter_docs(self) -> Iterator[dict]:
-        """Every trace info document, journal applied; base order, then traces only in the journal."""
+        """Every trace info document, journal applied (base order, then journal-only traces)."""
         return self.select(lambda _doc: True)
 
     def select(
@@ -691,7 +696,9 @@ def _locked(store: Path, timeout: float) -> StoreLocked:
 class Store:
     """The trace store at ``path`` (see the module docstring for the layout and invariants)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, compact_bytes: int | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, compact_bytes: int | None = None
+    ):
         self.path = resolve_store_path(path)
         self.journal_path = self.path.with_name(self.path.name + "-journal")
         self.spans_path = self.path.with_name(self.path.name + "-spans")
@@ -920,7 +927,11 @@ class Store:
                     return None, e["experiment_id"]
             numeric = [int(e["experiment_id"]) for e in exps if e["experiment_id"].isdigit()]
             new_id = str(max(numeric, default=0) + 1)
-            doc = {"experiment_id": new_id, "name": name, "creation_time_ms": int(time.time() * 1000)}
+            doc = {
+                "experiment_id": new_id,
+                "name": name,
+                "creation_time_ms": int(time.time() * 1000),
+            }
             return {"op": "exp", "doc": doc}, new_id
 
         return self.write(build)

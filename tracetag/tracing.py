@@ -65,9 +65,7 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     try:
-        return orjson.loads(
-            orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
-        )
+        return orjson.loads(orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS))
     except (TypeError, orjson.JSONEncodeError):
         return repr(value)
 
@@ -114,8 +112,7 @@ class _LiveTrace:
                 status=self.status if end_ns is not None else "IN_PROGRESS",
                 tags=dict(self.tags),
                 metadata=dict(self.metadata),
-                request_preview=self.request_preview
-                or (_preview(root.inputs) if root else None),
+                request_preview=self.request_preview or (_preview(root.inputs) if root else None),
                 response_preview=self.response_preview
                 or (_preview(root.outputs) if root else None),
                 client_request_id=self.client_request_id,

@@ -41,7 +41,11 @@ def raw_traces() -> list[dict]:
 
 
 def exp1(pred) -> list[dict]:
-    return [i for i in raw_traces() if i["trace_location"]["mlflow_experiment"]["experiment_id"] == "1" and pred(i)]
+    return [
+        i
+        for i in raw_traces()
+        if i["trace_location"]["mlflow_experiment"]["experiment_id"] == "1" and pred(i)
+    ]
 
 
 # -- Setting Tags on Active Traces --------------------------------------------------------------
@@ -105,7 +109,9 @@ def test_performance_analysis_tagging(conformance_store):
     client = TracetagClient(conformance_store)
     tagged = {
         t.info.trace_id: (t.info.execution_time_ms, t.info.tags["performance_category"])
-        for t in client.search_traces(["1"], "tags.performance_category IS NOT NULL", max_results=None)
+        for t in client.search_traces(
+            ["1"], "tags.performance_category IS NOT NULL", max_results=None
+        )
     }
     assert set(tagged) == {i["trace_id"] for i in slow[:50]}  # max_results=50, newest first
     for ms, category in tagged.values():
@@ -118,7 +124,9 @@ def test_performance_analysis_tagging(conformance_store):
 
 def test_basic_tag_filtering(conformance_store):
     ns, _ = run(block("### Basic Tag Filtering"))
-    assert len(ns["production_traces"]) == len(exp1(lambda i: i["tags"].get("environment") == "production"))
+    assert len(ns["production_traces"]) == len(
+        exp1(lambda i: i["tags"].get("environment") == "production")
+    )
     assert len(ns["user_traces"]) == len(exp1(lambda i: i["tags"].get("user_id") == "user_123"))
     assert len(ns["urgent_traces"]) == len(exp1(lambda i: i["tags"].get("priority") == "high")) > 0
 
@@ -126,11 +134,15 @@ def test_basic_tag_filtering(conformance_store):
 def test_complex_and_monitoring_queries(conformance_store):
     ns, _ = run(block("### Complex Tag-Based Queries"))
     expected = exp1(
-        lambda i: i["tags"].get("environment") == "production"
-        and i["state"] == "ERROR"
-        and i["execution_duration_ms"] > 5000
+        lambda i: (
+            i["tags"].get("environment") == "production"
+            and i["state"] == "ERROR"
+            and i["execution_duration_ms"] > 5000
+        )
     )
-    assert sorted(t.info.trace_id for t in ns["slow_production_errors"]) == sorted(i["trace_id"] for i in expected)
+    assert sorted(t.info.trace_id for t in ns["slow_production_errors"]) == sorted(
+        i["trace_id"] for i in expected
+    )
     review = ns["review_traces"]
     assert len(review) == 45 and [t.info.timestamp_ms for t in review] == sorted(
         (t.info.timestamp_ms for t in review), reverse=True
@@ -140,7 +152,9 @@ def test_complex_and_monitoring_queries(conformance_store):
         exp1(lambda i: i["tags"].get("experiment_variant") in ("control", "treatment"))
     )
     assert len(ns["escalation_traces"]) == len(
-        exp1(lambda i: i["tags"].get("sla_tier") == "critical" and i["execution_duration_ms"] > 30000)
+        exp1(
+            lambda i: i["tags"].get("sla_tier") == "critical" and i["execution_duration_ms"] > 30000
+        )
     )
 
 
@@ -150,8 +164,18 @@ def _mean(values: list[int]) -> float:
 
 def test_analytics_and_stats_agree(conformance_store, cli):
     _, out = run(block("### Analytics and Reporting"))
-    v1 = _mean([i["execution_duration_ms"] for i in exp1(lambda i: i["tags"].get("model_version") == "v1.0.0")])
-    v2 = _mean([i["execution_duration_ms"] for i in exp1(lambda i: i["tags"].get("model_version") == "v2.0.0")])
+    v1 = _mean(
+        [
+            i["execution_duration_ms"]
+            for i in exp1(lambda i: i["tags"].get("model_version") == "v1.0.0")
+        ]
+    )
+    v2 = _mean(
+        [
+            i["execution_duration_ms"]
+            for i in exp1(lambda i: i["tags"].get("model_version") == "v2.0.0")
+        ]
+    )
     assert out == f"V1 average time: {v1:.2f}ms\nV2 average time: {v2:.2f}ms\n"
     result = cli("stats", "--group-by", "tags.model_version", "-x", "1", "-o", "json")
     groups = {g["group"][0]: g for g in json.loads(result.stdout)["groups"]}

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -26,7 +25,7 @@ __all__ = ["app", "main"]
 class _Group(TyperGroup):
     """Turns library errors into one line and an exit code, for every subcommand."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except TracetagError as e:
@@ -39,7 +38,7 @@ class _Group(TyperGroup):
 
 
 def _fail(e: TracetagError) -> None:
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     if isinstance(e, FilterSyntaxError):
         err.write(f"tracetag: error: {e}\n")
         if e.text:
@@ -60,10 +59,16 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )
-tag_app = typer.Typer(cls=_Group, help="Set, delete, list and edit the tags of traces.", no_args_is_help=True)
-tags_app = typer.Typer(cls=_Group, help="Discover the tag keys and values in use.", no_args_is_help=True)
+tag_app = typer.Typer(
+    cls=_Group, help="Set, delete, list and edit the tags of traces.", no_args_is_help=True
+)
+tags_app = typer.Typer(
+    cls=_Group, help="Discover the tag keys and values in use.", no_args_is_help=True
+)
 exp_app = typer.Typer(cls=_Group, help="List and create experiments.", no_args_is_help=True)
-store_app = typer.Typer(cls=_Group, help="Inspect, check, repair and compact the store.", no_args_is_help=True)
+store_app = typer.Typer(
+    cls=_Group, help="Inspect, check, repair and compact the store.", no_args_is_help=True
+)
 app.add_typer(tag_app, name="tag")
 app.add_typer(tags_app, name="tags")
 app.add_typer(exp_app, name="experiments")
@@ -107,10 +112,14 @@ def root(
             show_default=False,
         ),
     ] = None,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (NO_COLOR is honoured too).")] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colours (NO_COLOR is honoured too).")
+    ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Manage, tag and search traces."""
@@ -143,7 +152,12 @@ complete_experiments = _complete(lambda m, ctx, inc: m.experiment_ids(ctx, inc))
 
 FilterOpt = Annotated[
     str | None,
-    typer.Option("--filter", "-f", help="Filter, e.g. \"tags.environment = 'production'\".", show_default=False),
+    typer.Option(
+        "--filter",
+        "-f",
+        help="Filter, e.g. \"tags.environment = 'production'\".",
+        show_default=False,
+    ),
 ]
 ExpOpt = Annotated[
     list[str] | None,
@@ -196,12 +210,16 @@ def search(
     filter_string: FilterOpt = None,
     order_by: Annotated[
         list[str] | None,
-        typer.Option("--order-by", help="KEY [ASC|DESC] (repeatable), e.g. 'execution_time_ms DESC'."),
+        typer.Option(
+            "--order-by", help="KEY [ASC|DESC] (repeatable), e.g. 'execution_time_ms DESC'."
+        ),
     ] = None,
     max_results: Annotated[
         int, typer.Option("--max-results", "-n", min=1, help="Traces per page.")
     ] = 100,
-    all_results: Annotated[bool, typer.Option("--all", "-a", help="Every match, no paging.")] = False,
+    all_results: Annotated[
+        bool, typer.Option("--all", "-a", help="Every match, no paging.")
+    ] = False,
     experiment_id: ExpOpt = None,
     page_token: Annotated[
         str | None, typer.Option("--page-token", help="Token printed by the previous page.")
@@ -213,7 +231,7 @@ def search(
 ) -> None:
     """Search traces with a filter, ordering and paging.
 
-    Example: tracetag search -f "tags.environment = 'production' AND execution_time_ms > 5s" --order-by "execution_time_ms DESC"
+    Example: tracetag search -f "execution_time_ms > 5s" --order-by "execution_time_ms DESC"
     """
     st = _state(ctx)
     render = _render()
@@ -255,7 +273,9 @@ def show(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="MLflow or tracetag trace JSON (array or lines); - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(help="MLflow or tracetag trace JSON (array or lines); - for stdin.")
+    ],
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the readable traces, report the rest.")
     ] = False,
@@ -345,8 +365,12 @@ def tag_set(
     ],
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Write nothing if any id is unknown.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Write nothing if any id is unknown.")
+    ] = False,
     output: _out(("text", "json")) = None,
 ) -> None:
     """Add or update tags on traces, by id, from stdin, or by --filter: one atomic write.
@@ -404,15 +428,19 @@ def tag_delete(
     args: Annotated[
         list[str],
         typer.Argument(
-            help="Trace ids (or -), then the keys to delete. With --filter, every argument is a key.",
+            help="Trace ids (or -), then keys to delete. With --filter, every argument is a key.",
             autocompletion=complete_tag_keys,
             show_default=False,
         ),
     ],
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Write nothing if any id is unknown.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Write nothing if any id is unknown.")
+    ] = False,
     output: _out(("text", "json")) = None,
 ) -> None:
     """Delete tags from traces. Ids are the leading arguments that look like trace ids.
@@ -566,10 +594,15 @@ def lint(
     ctx: typer.Context,
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
-    fix: Annotated[bool, typer.Option("--fix", help="Rename keys and normalise values (one write).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --fix: show the changes only.")] = False,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Rename keys and normalise values (one write).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --fix: show the changes only.")
+    ] = False,
     config: Annotated[
-        Path | None, typer.Option("--config", help="tracetag.toml or pyproject.toml with [tool.tracetag.lint].")
+        Path | None,
+        typer.Option("--config", help="tracetag.toml or pyproject.toml with [tool.tracetag.lint]."),
     ] = None,
     output: _out(("table", "json")) = None,
 ) -> None:
@@ -586,7 +619,9 @@ def lint(
     render = _render()
     render.lint_findings(findings, output or render.default_format(), st.color)
     if fix and findings:
-        report = fix_findings(st.client, findings, cfg, filter_string, experiment_id, dry_run=dry_run)
+        report = fix_findings(
+            st.client, findings, cfg, filter_string, experiment_id, dry_run=dry_run
+        )
         render.tag_report(report, "text", color=st.color)
         if not dry_run:
             return
@@ -599,7 +634,9 @@ def lint(
 
 
 @exp_app.command("list")
-def experiments_list(ctx: typer.Context, output: _out(("table", "json", "csv", "tsv")) = None) -> None:
+def experiments_list(
+    ctx: typer.Context, output: _out(("table", "json", "csv", "tsv")) = None
+) -> None:
     """List experiments with their trace counts.
 
     Example: tracetag experiments list
@@ -672,8 +709,12 @@ def store_compact(ctx: typer.Context) -> None:
 @app.command()
 def demo(
     ctx: typer.Context,
-    traces: Annotated[int, typer.Option("--traces", "-n", min=1, help="How many traces to record.")] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed, for the same data each time.")] = 7,
+    traces: Annotated[
+        int, typer.Option("--traces", "-n", min=1, help="How many traces to record.")
+    ] = 200,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed, for the same data each time.")
+    ] = 7,
 ) -> None:
     """Record realistic sample traces (through the tracing API) into the store.
 

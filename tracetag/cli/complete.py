@@ -24,7 +24,9 @@ RECENT = 5000
 def script(shell: str) -> str:
     from typer._completion_shared import get_completion_script
 
-    text = get_completion_script(prog_name="tracetag", complete_var="_TRACETAG_COMPLETE", shell=shell)
+    text = get_completion_script(
+        prog_name="tracetag", complete_var="_TRACETAG_COMPLETE", shell=shell
+    )
     return text.rstrip("\n") + "\n"
 
 
@@ -83,4 +85,8 @@ def fields(ctx: Any, incomplete: str) -> list[str]:
 
 def experiment_ids(ctx: Any, incomplete: str) -> list[str]:
     with _store(ctx).snapshot() as snap:
-        return [e["experiment_id"] for e in snap.experiments() if e["experiment_id"].startswith(incomplete)]
+        return [
+            e["experiment_id"]
+            for e in snap.experiments()
+            if e["experiment_id"].startswith(incomplete)
+        ]

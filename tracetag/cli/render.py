@@ -196,7 +196,9 @@ def trace_detail(trace: Trace, fmt: str, color: bool) -> None:
 
     def add(node: Any, parent: str | None) -> None:
         for s in children.get(parent, []):
-            label = f"{_escape(s.name)} [{s.span_type}] {fmt_duration(s.duration_ms)} {_status(s.status, color)}"
+            kind = _escape(f"[{s.span_type}]")
+            took = fmt_duration(s.duration_ms)
+            label = f"{_escape(s.name)} {kind} {took} {_status(s.status, color)}"
             branch = node.add(label)
             for e in s.events:
                 branch.add(f"event {_escape(e.name)}: {_escape(str(e.attributes))}")
@@ -297,7 +299,16 @@ def _bar(value: float, top: float, width: int = 12) -> str:
 
 
 def stats(result: Any, fmt: str, color: bool) -> None:
-    cols = [*result.group_names, "count", "error_rate", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+    cols = [
+        *result.group_names,
+        "count",
+        "error_rate",
+        "mean_ms",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+    ]
     data = result.rows
     if fmt == "json":
         _write_json({"group_by": result.group_names, "percentiles": "nearest-rank", "groups": data})
@@ -335,9 +346,22 @@ def stats(result: Any, fmt: str, color: bool) -> None:
             ]
             for r in data
         ]
-        header = [*result.group_names, "count", "errors", "mean", "p50", "p95", "p99", "max", "mean ▁▃▅█"]
+        header = [
+            *result.group_names,
+            "count",
+            "errors",
+            "mean",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "mean ▁▃▅█",
+        ]
         _table(header, pretty, color)
-        _err(f"{sum(r['count'] for r in data)} traces in {len(data)} groups; percentiles are nearest-rank")
+        _err(
+            f"{sum(r['count'] for r in data)} traces in {len(data)} groups; "
+            "percentiles are nearest-rank"
+        )
 
 
 def lint_findings(findings: Sequence[Any], fmt: str, color: bool) -> None:

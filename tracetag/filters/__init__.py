@@ -1,4 +1,7 @@
-"""The filter language: ``grammar/filter.lark`` -> :mod:`.parser` -> :mod:`.ast` -> :mod:`.evaluate`."""
+"""The filter language.
+
+``grammar/filter.lark`` -> :mod:`.parser` -> :mod:`.ast` -> :mod:`.evaluate`.
+"""
 
 from __future__ import annotations
 

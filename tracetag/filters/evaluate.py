@@ -18,7 +18,14 @@ import orjson
 from . import ast as A
 from .parser import NUMERIC_ATTRIBUTES, parse_iso_ms
 
-__all__ = ["Predicate", "compile_filter", "field_getter", "like_to_regex", "now_ms", "required_bytes"]
+__all__ = [
+    "Predicate",
+    "compile_filter",
+    "field_getter",
+    "like_to_regex",
+    "now_ms",
+    "required_bytes",
+]
 
 Predicate = Callable[[dict], bool | None]
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -32,7 +39,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def now_ms() -> int:
-    """The instant ``now()`` means: ``$TRACETAG_NOW`` (ISO time) for reproducible reports, else now."""
+    """What ``now()`` means: ``$TRACETAG_NOW`` (an ISO time, for reproducible reports) or now."""
     fixed = os.environ.get("TRACETAG_NOW")
     if fixed:
         return parse_iso_ms(fixed)

@@ -112,7 +112,7 @@ def parse_field(raw: str, pos: int = 0) -> A.Field:
     prefix, key = m.group(1), m.group(2)
     if key is None:
         return A.Field("attribute", ATTRIBUTES.get(prefix.lower(), prefix), pos, raw)
-    if len(key) >= 2 and key[0] == key[-1] and key[0] in "`\"":
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
         key = key[1:-1]
     kind = _PREFIXES.get(prefix.lower())
     if kind is None:
@@ -355,7 +355,9 @@ def validate(node: A.Node, text: str) -> None:
     elif isinstance(node, A.Like):
         _check_field(node.field, text)
         if node.field.kind == "attribute" and node.field.key in NUMERIC_ATTRIBUTES:
-            raise _err(f"{node.op} needs a text field, {node.field} is a number", text, node.field.pos)
+            raise _err(
+                f"{node.op} needs a text field, {node.field} is a number", text, node.field.pos
+            )
         if node.op == "RLIKE":
             try:
                 re.compile(node.pattern.value)

@@ -1,0 +1,1 @@
+complete --command tracetag --no-files --arguments "(env _TRACETAG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) tracetag)" --condition "env _TRACETAG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) tracetag"
