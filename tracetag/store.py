@@ -74,7 +74,7 @@ _META_PREFIX = b'{"_meta": '
 _EXP_PREFIX = b'"experiments": '
 _TRACES_OPEN = b'"traces": {\n'
 _TRACES_CLOSE = b"}}\n"
-_LINE_RE = re.compile(rb'\n"([^"\n]+)": ([^\n]*?),?(?=\n)')
+_LINE_RE = re.compile(rb'\n"([^"\n]+)": (\{[^\n]*)')
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
@@ -377,7 +377,10 @@ class _Base:
             return index
         with mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             for m in _LINE_RE.finditer(mm, self._body_start - 1):
-                index[m.group(1).decode()] = (m.start(2), m.end(2) - m.start(2))
+                start, end = m.span(2)
+                if mm[end - 1] == 0x2C:  # the comma between documents
+                    end -= 1
+                index[m.group(1).decode()] = (start, end - start)
         return index
 
 
@@ -898,17 +901,24 @@ class Store:
         return locs
 
     def put_traces(
-        self, items: list[tuple[dict, list[dict]]], extra_ops: Iterable[dict] = ()
+        self,
+        items: list[tuple[dict, list[dict]]],
+        extra_ops: Iterable[dict] = (),
+        *,
+        count_replaced: bool = True,
     ) -> tuple[int, int]:
         """Insert or replace traces (info document, span dicts) in one durable write.
 
-        Returns (new, replaced) counts. ``extra_ops`` ride in the same record (experiments the
-        traces belong to, say), so they land together or not at all.
+        Returns (new, replaced) counts; ``count_replaced=False`` skips the lookups for callers
+        whose ids are freshly generated (recording) and reports them all as new. ``extra_ops``
+        ride in the same record (experiments the traces belong to, say), so they land together
+        or not at all.
         """
 
         def build(snap: Snapshot) -> tuple[dict | None, tuple[int, int]]:
             ops = list(extra_ops)
-            existing = snap.get_many(doc["trace_id"] for doc, _spans in items)
+            ids = (doc["trace_id"] for doc, _spans in items)
+            existing = snap.get_many(ids) if count_replaced else {}
             locs = self.append_spans([(doc["trace_id"], spans) for doc, spans in items])
             for (doc, _spans), loc in zip(items, locs, strict=True):
                 ops.append({"op": "put", "doc": {**doc, "spans_at": loc}})
