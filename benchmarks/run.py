@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -79,15 +78,33 @@ def make_traces(n: int, seed: int = 1) -> list[tuple[dict, list[dict]]]:
             "client_request_id": None,
         }
         spans = [
-            {"span_id": f"{rng.getrandbits(64):016x}", "parent_id": None, "name": doc["name"],
-             "span_type": "CHAIN", "start_time_ns": ts * 10**6, "end_time_ns": (ts + ms) * 10**6,
-             "status": status, "attributes": {}, "events": [], "inputs": {"q": f"question {i}"},
-             "outputs": {"a": f"answer {i}"}},
-            {"span_id": f"{rng.getrandbits(64):016x}", "parent_id": None, "name": "llm_call",
-             "span_type": "LLM", "start_time_ns": ts * 10**6 + 1, "end_time_ns": (ts + ms) * 10**6 - 1,
-             "status": status, "attributes": {"model": "gpt-4o"}, "events": [],
-             "inputs": {"prompt": f"p{i}"}, "outputs": {"text": f"t{i}"}},
-        ]  # fmt: skip
+            {
+                "span_id": f"{rng.getrandbits(64):016x}",
+                "parent_id": None,
+                "name": doc["name"],
+                "span_type": "CHAIN",
+                "start_time_ns": ts * 10**6,
+                "end_time_ns": (ts + ms) * 10**6,
+                "status": status,
+                "attributes": {},
+                "events": [],
+                "inputs": {"q": f"question {i}"},
+                "outputs": {"a": f"answer {i}"},
+            },
+            {
+                "span_id": f"{rng.getrandbits(64):016x}",
+                "parent_id": None,
+                "name": "llm_call",
+                "span_type": "LLM",
+                "start_time_ns": ts * 10**6 + 1,
+                "end_time_ns": (ts + ms) * 10**6 - 1,
+                "status": status,
+                "attributes": {"model": "gpt-4o"},
+                "events": [],
+                "inputs": {"prompt": f"p{i}"},
+                "outputs": {"text": f"t{i}"},
+            },
+        ]
         spans[1]["parent_id"] = spans[0]["span_id"]
         out.append((doc, spans))
     return out
@@ -237,7 +254,9 @@ for i in range(n):
     client.set_trace_tag(ids[i % len(ids)], "loop_key", str(i))
 tag = n / (time.perf_counter() - start)
 start = time.perf_counter()
-found = mlflow.search_traces(filter_string="tags.environment = 'production'", max_results=1000, return_type="list")
+found = mlflow.search_traces(
+    filter_string="tags.environment = 'production'", max_results=1000, return_type="list"
+)
 search = time.perf_counter() - start
 print(record, tag, search, ids[0])
 """
@@ -314,8 +333,11 @@ def main() -> None:
         setup = time.perf_counter() - t
         some_id = traces[len(traces) // 2][0]["trace_id"]
         small_id = traces[len(traces[: args.small]) // 2][0]["trace_id"]
-        print(f"{args.traces:,} traces ({big.stat().st_size / 1e6:.1f} MB base, "
-              f"{infos.stat().st_size / 1e6:.1f} MB of infos); set up in {setup:.1f} s", file=sys.stderr)  # fmt: skip
+        print(
+            f"{args.traces:,} traces ({big.stat().st_size / 1e6:.1f} MB base, "
+            f"{infos.stat().st_size / 1e6:.1f} MB of infos); set up in {setup:.1f} s",
+            file=sys.stderr,
+        )
 
         # Floors, measured in this run.
         scan_floor = median_time(
@@ -339,8 +361,13 @@ def main() -> None:
         small_tag = median_time(
             tracetag_cmd(small, "tag", "set", small_id, "bench=v"), args.repeat, vary=vary_tag
         )
-        rows.append((f"tag set ID k=v, {args.traces:,} vs {args.small:,} traces", f"{big_tag:.3f} s",
-                     f"{big_tag / small_tag:.2f}x the small store (target <= 1.3x)"))  # fmt: skip
+        rows.append(
+            (
+                f"tag set ID k=v, {args.traces:,} vs {args.small:,} traces",
+                f"{big_tag:.3f} s",
+                f"{big_tag / small_tag:.2f}x the small store (target <= 1.3x)",
+            )
+        )
 
         search_cmd = tracetag_cmd(big, "search", "-f", FILTER, "-o", "ids")
         search = median_time(search_cmd, args.repeat)
@@ -362,15 +389,28 @@ def main() -> None:
             )
         )
         rss = peak_rss_kib(tracetag_cmd(big, "search", "-f", FILTER, "--all", "-o", "json"))
-        rows.append(("peak memory of that search (RSS)", f"{rss / 1024:.0f} MiB",
-                     f"{rss * 1024 / big.stat().st_size:.2f}x the base on disk (target <= 4x)"))  # fmt: skip
+        rows.append(
+            (
+                "peak memory of that search (RSS)",
+                f"{rss / 1024:.0f} MiB",
+                f"{rss * 1024 / big.stat().st_size:.2f}x the base on disk (target <= 4x)",
+            )
+        )
 
         n_err = sum(1 for d, _ in traces if d["status"] == "ERROR")
         vary_batch = lambda c, i: [*c[:-1], f"needs_review=r{i}"]  # noqa: E731
-        batch = median_time(tracetag_cmd(big, "tag", "set", "--filter", "status = 'ERROR'", "needs_review=true"),
-                            max(3, args.repeat // 2), vary=vary_batch)  # fmt: skip
-        rows.append((f"tag set --filter \"status = 'ERROR'\" ({n_err:,} traces)", f"{batch:.3f} s",
-                     f"{batch / scan_floor:.2f}x scan floor (target <= 2x)"))  # fmt: skip
+        batch = median_time(
+            tracetag_cmd(big, "tag", "set", "--filter", "status = 'ERROR'", "needs_review=true"),
+            max(3, args.repeat // 2),
+            vary=vary_batch,
+        )
+        rows.append(
+            (
+                f"tag set --filter \"status = 'ERROR'\" ({n_err:,} traces)",
+                f"{batch:.3f} s",
+                f"{batch / scan_floor:.2f}x scan floor (target <= 2x)",
+            )
+        )
 
         version = median_time([*TT, "--version"], args.repeat)
         rows.append(
@@ -380,8 +420,13 @@ def main() -> None:
                 f"{version / typer_floor:.2f}x bare Typer (target <= 1.2x)",
             )
         )
-        rows.append((f"tag set on the {args.small:,}-trace store", f"{small_tag:.3f} s",
-                     f"{small_tag / typer_floor:.2f}x bare Typer (target <= 1.5x)"))  # fmt: skip
+        rows.append(
+            (
+                f"tag set on the {args.small:,}-trace store",
+                f"{small_tag:.3f} s",
+                f"{small_tag / typer_floor:.2f}x bare Typer (target <= 1.5x)",
+            )
+        )
 
         ids = ",".join(d["trace_id"] for d, _ in traces[:500])
         loop = python_rate(LOOP, str(big), str(args.loop), ids)

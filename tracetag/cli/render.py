@@ -77,10 +77,22 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     sys.stdout.flush()
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], color: bool, **kw: Any) -> None:
+def _table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    color: bool,
+    wrap: Sequence[str] = (),
+    **kw: Any,
+) -> None:
+    """A Rich table; columns not named in ``wrap`` never wrap (ids and times stay whole)."""
     from rich.table import Table
 
-    table = Table(*header, header_style="bold" if color else None, **kw)
+    table = Table(header_style="bold" if color else None, **kw)
+    for name in header:
+        if name in wrap:
+            table.add_column(name, overflow="fold", ratio=1)
+        else:
+            table.add_column(name, no_wrap=True)
     for row in rows:
         table.add_row(*("" if c is None else str(c) for c in row))
     _console(color).print(table)
@@ -106,11 +118,13 @@ def traces(page: Sequence[Trace], fmt: str, color: bool, token: str | None) -> N
                     t.info.name,
                     _status(t.info.status, color),
                     fmt_duration(t.info.execution_time_ms),
-                    " ".join(f"{k}={v}" for k, v in sorted(_user_tags(t.info.tags).items())),
+                    _escape(
+                        ", ".join(f"{k}={v}" for k, v in sorted(_user_tags(t.info.tags).items()))
+                    ),
                 )
                 for t in page
             ]
-            _table(header, rows, color)
+            _table(header, rows, color, wrap=("name", "tags"))
         else:
             rows = [
                 (
@@ -221,9 +235,9 @@ def key_values(values: Mapping[str, str], fmt: str, color: bool) -> None:
     if fmt == "json":
         _write_json(dict(values))
         return
-    rows = [(k, values[k]) for k in sorted(values)]
+    rows = [(_escape(k), _escape(values[k])) for k in sorted(values)]
     if fmt == "table":
-        _table(["key", "value"], rows, color)
+        _table(["key", "value"], rows, color, wrap=("value",))
     else:
         _tsv(["key", "value"], rows)
 
@@ -373,7 +387,7 @@ def lint_findings(findings: Sequence[Any], fmt: str, color: bool) -> None:
         return
     body = [(f.rule, f.key, f.value or "", f.traces, f.suggestion) for f in findings]
     if fmt == "table":
-        _table(["rule", "key", "value", "traces", "suggestion"], body, color)
+        _table(["rule", "key", "value", "traces", "suggestion"], body, color, wrap=("suggestion",))
     else:
         _tsv(["rule", "key", "value", "traces", "suggestion"], body)
     _err(f"{len(findings)} findings")
