@@ -22,9 +22,14 @@ def default_format() -> str:
 
 
 def _console(color: bool = True, stderr: bool = False) -> Any:
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, no_color=not color, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # A table asked for in a pipe has no terminal width to fit: give it room rather than 80.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, no_color=not color, highlight=False, soft_wrap=False, width=width)
 
 
 def _err(text: str) -> None:
@@ -371,7 +376,7 @@ def stats(result: Any, fmt: str, color: bool) -> None:
             "max",
             "mean ▁▃▅█",
         ]
-        _table(header, pretty, color)
+        _table(header, pretty, color, wrap=tuple(result.group_names))
         _err(
             f"{sum(r['count'] for r in data)} traces in {len(data)} groups; "
             "percentiles are nearest-rank"
