@@ -294,3 +294,40 @@ def test_tag_edit_keeps_concurrent_change_to_other_keys(tmp_path, conformance_st
     assert result.exit_code == 0, result.output
     tags = tags_of(conformance_store, A)
     assert tags["mine"] == "1" and tags["other"] == "concurrent"
+
+
+def _run_with_tty_stderr(args: list[str], env: dict) -> tuple[int, bytes, bytes]:
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracetag", *args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, **env},
+    )
+    os.close(slave)
+    out = proc.stdout.read()
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(), out, b"".join(chunks)
+
+
+def test_progress_bar_only_on_a_terminal(conformance_store, cli):
+    env = {"TRACETAG_STORE": str(conformance_store), "COLUMNS": "100"}
+    code, _out, err = _run_with_tty_stderr(
+        ["tag", "set", "--filter", "status = 'OK'", "batch=1"], env
+    )
+    assert code == 0
+    assert b"selecting traces" in err and b"272 traces changed" in err
+    quiet = cli("tag", "set", "--filter", "status = 'OK'", "batch=2")
+    assert quiet.stderr == "272 traces changed, 0 unchanged\n"  # not a terminal: summary only

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -178,11 +178,13 @@ class TracetagClient:
         delete: Iterable[str] = (),
         dry_run: bool = False,
         strict: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> TagReport:
         """Set and delete tags on many traces, chosen by id or by filter, in one atomic write.
 
         Unknown ids and missing keys are reported, and the rest is applied, unless ``strict``
-        (then nothing is written) or ``dry_run`` (never written).
+        (then nothing is written) or ``dry_run`` (never written). ``progress(done, total)``
+        follows the scan of a filter.
         """
         sets = validate_tags(set or {})
         dels = [validate_key(k) for k in delete]
@@ -193,7 +195,7 @@ class TracetagClient:
 
         def plan(snap: Snapshot) -> TagReport:
             if ids is None:
-                docs = list(select(snap, _parse(filter_string), exps))
+                docs = list(select(snap, _parse(filter_string), exps, progress=progress))
                 missing: list[str] = []
             else:
                 found = snap.get_many(ids)

@@ -149,6 +149,7 @@ def select(
     node: A.Node | None,
     experiment_ids: Iterable[str] | None = None,
     now: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[dict]:
     """Every document matching ``node`` (True, not unknown) in the given experiments."""
     predicate = compile_filter(node, now)
@@ -156,6 +157,7 @@ def select(
         predicate,
         required=required_bytes(node),
         experiment_ids=None if experiment_ids is None else {str(e) for e in experiment_ids},
+        progress=progress,
     )
 
 

@@ -556,18 +556,26 @@ class Snapshot:
         predicate: Callable[[dict], bool | None],
         required: list[bytes] | None = None,
         experiment_ids: set[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[dict]:
         """Documents for which ``predicate`` is True.
 
         ``required`` are byte strings every match must contain: base lines without them are
         skipped unparsed, which is most of the cost of a selective search. Lines the journal
         changed are always parsed, since their JSON on disk is not what is matched.
+        ``progress(done, total)`` is called every few thousand documents, in bytes of the base.
         """
         ov = self.overlay
         puts, deltas = ov.puts, ov.deltas
         loads = orjson.loads
         seen: set[str] = set()
-        for tid, raw in self.base.iter_raw():
+        total = self.base.stat.st_size if self.base.stat else 0
+        done = 0
+        for n, (tid, raw) in enumerate(self.base.iter_raw()):
+            if progress is not None:
+                done += len(raw) + len(tid) + 6
+                if n % 4096 == 0:
+                    progress(done, total)
             if tid in puts:
                 seen.add(tid)
                 doc = puts[tid]

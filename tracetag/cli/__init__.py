@@ -402,14 +402,16 @@ def _update(
     if filter_string is not None:
         if id_args:
             raise InvalidInput("give trace ids or --filter, not both")
-        return st.client.update_tags(
-            filter_string=filter_string,
-            experiment_ids=experiment_id,
-            set=sets,
-            delete=deletes,
-            dry_run=dry_run,
-            strict=strict,
-        )
+        with _render().progress("selecting traces") as progress:
+            return st.client.update_tags(
+                filter_string=filter_string,
+                experiment_ids=experiment_id,
+                set=sets,
+                delete=deletes,
+                dry_run=dry_run,
+                strict=strict,
+                progress=progress,
+            )
     ids = _ids_from(id_args)
     if not ids:
         raise InvalidInput("no trace ids: give ids, - to read them from stdin, or --filter")

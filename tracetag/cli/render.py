@@ -5,9 +5,10 @@ Data goes to stdout, summaries and notes to stderr, so ``| jq`` and ``| xargs`` 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,27 @@ def _console(color: bool = True, stderr: bool = False) -> Any:
     # A table asked for in a pipe has no terminal width to fit: give it room rather than 80.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
     return Console(stderr=stderr, no_color=not color, highlight=False, soft_wrap=False, width=width)
+
+
+@contextlib.contextmanager
+def progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total or None)
 
 
 def _err(text: str) -> None:
