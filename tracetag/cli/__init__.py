@@ -171,6 +171,14 @@ ExpOpt = Annotated[
 ]
 
 
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Write nothing if any id is unknown or key missing.")
+]
+
+
 def _choice(choices: tuple[str, ...]) -> Any:
     def check(value: str | None) -> str | None:
         if value is not None and value not in choices:
@@ -365,12 +373,8 @@ def tag_set(
     ],
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
-    ] = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Write nothing if any id is unknown.")
-    ] = False,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
     output: _out(("text", "json")) = None,
 ) -> None:
     """Add or update tags on traces, by id, from stdin, or by --filter: one atomic write.
@@ -437,12 +441,8 @@ def tag_delete(
     ],
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
-    ] = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Write nothing if any id is unknown.")
-    ] = False,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
     output: _out(("text", "json")) = None,
 ) -> None:
     """Delete tags from traces. Ids are the leading arguments that look like trace ids.

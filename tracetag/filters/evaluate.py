@@ -105,35 +105,26 @@ def _numeric_compare(f: A.Field, v: A.Value) -> bool:
     return f.kind in ("tag", "metadata") and isinstance(v, A.Number | A.Duration)
 
 
+def _junction(parts: list[Predicate], decisive: bool) -> Predicate:
+    """Kleene's AND (``decisive`` False) or OR (True): the first part equal to ``decisive``
+    decides; otherwise any unknown part makes the whole unknown."""
+
+    def junction(d: dict) -> bool | None:
+        result: bool | None = not decisive
+        for p in parts:
+            r = p(d)
+            if r is decisive:
+                return decisive
+            if r is None:
+                result = None
+        return result
+
+    return junction
+
+
 def _compile(node: A.Node, now: int) -> Predicate:
-    if isinstance(node, A.And):
-        parts = [_compile(i, now) for i in node.items]
-
-        def and_(d: dict) -> bool | None:
-            result: bool | None = True
-            for p in parts:
-                r = p(d)
-                if r is False:
-                    return False
-                if r is None:
-                    result = None
-            return result
-
-        return and_
-    if isinstance(node, A.Or):
-        parts = [_compile(i, now) for i in node.items]
-
-        def or_(d: dict) -> bool | None:
-            result: bool | None = False
-            for p in parts:
-                r = p(d)
-                if r is True:
-                    return True
-                if r is None:
-                    result = None
-            return result
-
-        return or_
+    if isinstance(node, A.And | A.Or):
+        return _junction([_compile(i, now) for i in node.items], isinstance(node, A.Or))
     if isinstance(node, A.Not):
         inner = _compile(node.item, now)
 
