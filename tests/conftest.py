@@ -22,10 +22,16 @@ CONFORMANCE = HERE / "conformance"
 TRACES_JSONL = CONFORMANCE / "traces.jsonl"
 
 
+@pytest.fixture(scope="session")
+def _cache_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache-home")
+
+
 @pytest.fixture(autouse=True)
-def isolated_store(tmp_path, monkeypatch):
+def isolated_store(tmp_path, monkeypatch, _cache_home):
     path = tmp_path / "store.json"
     monkeypatch.setenv("TRACETAG_STORE", str(path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))
     monkeypatch.delenv("TRACETAG_NOW", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     api.set_store(None)

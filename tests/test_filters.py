@@ -328,3 +328,19 @@ def test_generated_filters_print_and_parse_back_to_the_same_ast(text):
     printed = str(node)
     assert parse_filter(printed) == node
     assert str(parse_filter(printed)) == printed
+
+
+def test_parser_cache_is_private_and_survives_damage(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code = "from tracetag.filters import parse_filter; print(parse_filter(\"tags.a = 'b'\"))"
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert first.stdout == "tags.a = 'b'\n" and first.stderr == ""
+    folder = tmp_path / "tracetag"
+    (cache,) = folder.iterdir()
+    assert folder.stat().st_mode & 0o077 == 0  # only this user can plant a pickle there
+    cache.write_bytes(b"garbage")
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert again.stdout == "tags.a = 'b'\n" and again.stderr == ""

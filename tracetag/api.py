@@ -16,9 +16,7 @@ from typing import IO, Any
 import orjson
 
 from .errors import ExperimentNotFound, InvalidInput, TraceNotFound, TracetagError
-from .interop import parse_traces
 from .model import Span, Trace, TraceData, TraceInfo
-from .query import search, select
 from .store import Snapshot, Store, resolve_store_path
 from .tags import TagChange, TagReport, plan_change, tag_record, validate_key, validate_tags
 
@@ -103,6 +101,8 @@ class TracetagClient:
 
         ``experiment_ids=None`` searches every experiment; ``max_results=None`` returns all.
         """
+        from .query import search
+
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
         with self.store.snapshot() as snap:
@@ -195,6 +195,8 @@ class TracetagClient:
 
         def plan(snap: Snapshot) -> TagReport:
             if ids is None:
+                from .query import select
+
                 docs = list(select(snap, _parse(filter_string), exps, progress=progress))
                 missing: list[str] = []
             else:
@@ -291,6 +293,8 @@ class TracetagClient:
     ) -> ImportSummary:
         """Import MLflow or tracetag JSON (array, document or JSON lines): all or nothing,
         unless ``skip_invalid``."""
+        from .interop import parse_traces
+
         parsed = parse_traces(data, source, skip_invalid=skip_invalid)
         with self.store.snapshot() as snap:
             known = {e["experiment_id"] for e in snap.experiments()}

@@ -91,11 +91,35 @@ def grammar_path() -> Path:
     return Path(__file__).resolve().parents[2] / "grammar" / "filter.lark"
 
 
+def _cache_file(text: str) -> str | bool:
+    """A per-user file for lark's compiled parser (building it costs ~50 ms per process).
+
+    Not lark's default shared temp folder: the cache is a pickle, so it must live where only
+    this user can write. Without a usable folder there is simply no cache.
+    """
+    import hashlib
+    import os
+    import sys
+
+    import lark
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "tracetag")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    py = f"{sys.version_info[0]}{sys.version_info[1]}"
+    return os.path.join(folder, f"filter-{digest}-lark{lark.__version__}-py{py}.cache")
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Any:
     from lark import Lark
 
-    return Lark(grammar_path().read_text(), parser="lalr", maybe_placeholders=True)
+    text = grammar_path().read_text()
+    return Lark(text, parser="lalr", maybe_placeholders=True, cache=_cache_file(text))
 
 
 def _unquote(text: str) -> str:
