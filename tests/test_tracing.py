@@ -252,3 +252,25 @@ def test_burst_of_10000_traces_from_8_threads_loses_none():
             len(client.search_traces(filter_string=f"tags.worker = '{w}'", max_results=None))
             == 1250
         )
+
+
+def test_unfinished_trace_is_stored_at_exit(store_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import tracetag\n"
+        "@tracetag.trace\n"
+        "def stream():\n"
+        "    tracetag.update_current_trace(tags={'kept': 'yes'})\n"
+        "    yield 1\n"
+        "    yield 2\n"
+        "g = stream()\n"
+        "next(g)\n"
+        "import gc; gc.disable()\n"  # keep the generator alive until exit
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    traces = TracetagClient(store_path).search_traces()
+    assert len(traces) == 1
+    assert traces[0].info.status == "IN_PROGRESS" and traces[0].info.tags == {"kept": "yes"}

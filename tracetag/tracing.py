@@ -8,6 +8,7 @@ under a burst, and a trace is stored by the time the traced call returns.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -254,6 +255,24 @@ class _GroupCommit:
 
 
 _COMMITS = _GroupCommit()
+
+
+def _flush_unfinished() -> None:
+    """At interpreter exit, store traces whose root span never ended (an abandoned generator,
+    a killed task) as IN_PROGRESS rather than losing what they recorded."""
+    from .api import get_client, trace_to_doc
+
+    with _LIVE_LOCK:
+        live = list(_LIVE.values())
+        _LIVE.clear()
+    for trace_ in live:
+        try:
+            _COMMITS.submit(get_client().store, trace_to_doc(trace_.to_trace()))
+        except Exception as e:
+            log.warning("tracetag: could not store unfinished trace %s: %s", trace_.trace_id, e)
+
+
+atexit.register(_flush_unfinished)
 
 
 def _finish(live: _LiveTrace, end_ns: int) -> None:
