@@ -85,6 +85,8 @@ def test_dynamic_completion_sources(conformance_store):
         "tracetag tag delete tr-6663f3d7173cfa73b65948ca5fbc00b3 re", conformance_store
     )
     assert keys == ["request_type", "retries", "review status"]
+    first = _complete("tracetag tag delete tr-6663", conformance_store)
+    assert first == ["tr-6663f3d7173cfa73b65948ca5fbc00b3"]
     assert "tags.model_version" in _complete("tracetag stats --group-by tags.mo", conformance_store)
     assert "session_id" in _complete("tracetag tags values se", conformance_store)
     assert _complete("tracetag search -x ", conformance_store) == ["0", "1", "2"]

@@ -128,12 +128,6 @@ class TracetagClient:
             spans = [Span.from_dict(s) for s in snap.spans(doc)]
         return Trace(TraceInfo.from_dict(doc), TraceData(spans))
 
-    def iter_traces(
-        self, filter_string: str | None = None, experiment_ids: Iterable[str] | None = None
-    ) -> Iterator[Trace]:
-        """Every matching trace, in default order, spans loaded (for export)."""
-        yield from self.search_traces(experiment_ids, filter_string, max_results=None)
-
     # -- tags ----------------------------------------------------------------------------------
 
     def set_trace_tag(self, trace_id: str, key: str, value: Any) -> None:
@@ -318,11 +312,20 @@ class TracetagClient:
         filter_string: str | None = None,
         experiment_ids: Iterable[str] | None = None,
     ) -> int:
-        """Write tracetag JSON lines (``{"info", "spans"}``) that import back identically."""
+        """Write tracetag JSON lines (``{"info", "spans"}``) that import back identically.
+
+        Streams in store order, one trace in memory at a time, whatever the store's size; a
+        store built by importing an export keeps its order, so re-exporting gives equal bytes.
+        """
+        from .query import select
+
         n = 0
-        for trace in self.iter_traces(filter_string, experiment_ids):
-            out.write(orjson.dumps(trace.to_dict()) + b"\n")
-            n += 1
+        with self.store.snapshot() as snap:
+            for doc in select(snap, _parse(filter_string), experiment_ids):
+                spans = [Span.from_dict(s) for s in snap.spans(doc)]
+                out.write(orjson.dumps(Trace(TraceInfo.from_dict(doc), TraceData(spans)).to_dict()))
+                out.write(b"\n")
+                n += 1
         return n
 
 

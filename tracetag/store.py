@@ -537,9 +537,13 @@ class Snapshot:
         self.store = store
         self.base = base
         self.overlay = overlay
+        self._spans_fh: Any = None
 
     def close(self) -> None:
         self.base.close()
+        if self._spans_fh is not None:
+            self._spans_fh.close()
+            self._spans_fh = None
 
     def __enter__(self) -> Snapshot:
         return self
@@ -642,7 +646,11 @@ class Snapshot:
         return sorted(exps.values(), key=lambda e: (len(e["experiment_id"]), e["experiment_id"]))
 
     def spans(self, doc: dict) -> list[dict]:
-        return self.store.read_spans(doc)
+        if self._spans_fh is None and doc.get("spans_at"):
+            # A missing file is reported by read_spans, with the trace it failed for.
+            with contextlib.suppress(OSError):
+                self._spans_fh = open(self.store.spans_path, "rb")  # noqa: SIM115 - see close()
+        return self.store.read_spans(doc, self._spans_fh)
 
 
 class _ProcessLock:
@@ -769,14 +777,19 @@ class Store:
         self._index = (key, base.build_index())
         return self._index[1]
 
-    def read_spans(self, doc: dict) -> list[dict]:
+    def read_spans(self, doc: dict, fh: Any = None) -> list[dict]:
+        """The span dicts of ``doc``; ``fh``, an open span file, saves an open per trace."""
         loc = doc.get("spans_at")
         if not loc:
             return []
         try:
-            with open(self.spans_path, "rb") as f:
-                f.seek(loc[0])
-                line = f.read(loc[1])
+            if fh is None:
+                with open(self.spans_path, "rb") as f:
+                    f.seek(loc[0])
+                    line = f.read(loc[1])
+            else:
+                fh.seek(loc[0])
+                line = fh.read(loc[1])
             rec = decode_record(line.rstrip(b"\n"))
         except (OSError, ValueError):
             raise StoreCorrupted(

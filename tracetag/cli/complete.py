@@ -72,6 +72,8 @@ def _recent_keys(store: Store, ids: list[str]) -> list[str]:
 
 
 def tag_keys(ctx: Any, incomplete: str) -> list[str]:
+    if incomplete.startswith("tr-") and ctx.command.name == "delete":
+        return trace_ids(ctx, incomplete)  # `tag delete` takes ids first, then keys
     args = [a for a in (ctx.params.get("args") or []) if a.startswith("tr-")]
     keys = _recent_keys(_store(ctx), args)
     return [k for k in keys if k.startswith(incomplete) and k not in (ctx.params.get("args") or [])]
