@@ -71,7 +71,7 @@ def group_stats(
             errors[key] += 1
         if doc.get("execution_time_ms") is not None:
             durations[key].append(doc["execution_time_ms"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, n in counts.items():
         ds = sorted(durations.get(key, []))
         rows.append(
@@ -91,7 +91,12 @@ def group_stats(
         rows.sort(key=lambda r: r["group"])
     else:
         col = sort if sort in ("count", "error_rate") else f"{sort}_ms"
-        rows.sort(key=lambda r: (-(r[col] if r[col] is not None else -math.inf), r["group"]))
+
+        def by_col(r: dict[str, Any]) -> tuple[float, list[str]]:
+            v = r[col]
+            return (-(v if v is not None else -math.inf), r["group"])
+
+        rows.sort(key=by_col)
     return GroupStats([str(f) for f in fields], rows)
 
 

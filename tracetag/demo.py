@@ -30,7 +30,7 @@ QUESTIONS = [
 MODELS = {"v1.0.0": ("gpt-4o-mini", 900), "v2.0.0": ("gpt-4o", 1400), "v2.1.0": ("gpt-4.1", 1100)}
 
 
-def _one(rng: random.Random, start_ns: int, experiment_id: str) -> None:
+def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_id: str) -> None:
     env = rng.choices(["production", "staging", "development"], [60, 25, 15])[0]
     version = rng.choices(list(MODELS), [25, 40, 35])[0]
     model, base_ms = MODELS[version]
@@ -110,7 +110,8 @@ def _one(rng: random.Random, start_ns: int, experiment_id: str) -> None:
         llm.end(t)
         root.set_outputs({"answer": answer})
     if slow:
-        tracing.live_trace(root.trace_id).update_tags({"latency_tier": "slow"})
+        # Tagging a trace by id while it is still running, as an operator's hook would.
+        client.set_trace_tag(root.trace_id, "latency_tier", "slow")
     root.end(t + rng.randint(1, 10) * 1_000_000)
 
 
@@ -125,7 +126,7 @@ def record_demo(client: TracetagClient, traces: int = 200, seed: int = 7) -> tup
         week_ns = 7 * 24 * 3600 * 1_000_000_000
         starts = sorted(now_ns - rng.randint(60_000_000_000, week_ns) for _ in range(traces))
         for start in starts:
-            _one(rng, start, experiment["experiment_id"])
+            _one(client, rng, start, experiment["experiment_id"])
     finally:
         set_store(previous)
     return traces, experiment

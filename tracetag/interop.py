@@ -97,7 +97,7 @@ def _mlflow_span(s: dict[str, Any]) -> Span:
         end_time_ns=(
             int(s["end_time_unix_nano"]) if s.get("end_time_unix_nano") is not None else None
         ),
-        status=_SPAN_STATUS.get(code, code),
+        status=_SPAN_STATUS.get(code, code) or "UNSET",
         status_message=(status.get("message") or "") if isinstance(status, dict) else "",
         attributes={k: v for k, v in attrs.items() if k not in _LIFTED},
         events=[

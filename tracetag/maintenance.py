@@ -103,15 +103,17 @@ def _scan_base(store: Store, report: CheckReport | None) -> tuple[dict, dict, di
     try:
         base = _Base(store.path)
         try:
-            docs = {tid: orjson.loads(raw) for tid, raw in base.iter_raw()}
-            return base.meta, base.experiments, docs, 0
+            found = {tid: orjson.loads(raw) for tid, raw in base.iter_raw()}
+            return base.meta, base.experiments, found, 0
         finally:
             base.close()
     except (StoreError, orjson.JSONDecodeError) as e:
         if report is not None:
             report.errors.append(str(e))
     # Line by line, keeping every document that still parses.
-    meta, experiments, docs, bad = _new_meta(0), {}, {}, 0
+    meta, bad = _new_meta(0), 0
+    experiments: dict[str, dict] = {}
+    docs: dict[str, dict] = {}
     try:
         data = store.path.read_bytes()
     except OSError:

@@ -98,7 +98,7 @@ def _sort_key(keys: list[OrderKey]) -> Callable[[tuple], tuple]:
     desc = [k.desc for k in keys]
 
     def key(raw: tuple) -> tuple:
-        out = []
+        out: list[tuple[int, Any]] = []
         for v, num, d in zip(raw, numeric, desc, strict=True):
             if v is None:
                 out.append((1, 0))

@@ -1056,7 +1056,7 @@ def open_tinydb(path: str | os.PathLike[str]) -> Any:
     from tinydb.table import Table
 
     class StrIdTable(Table):
-        document_id_class = str
+        document_id_class = str  # type: ignore[assignment]  # trace ids, not numbers
 
     class _Storage(TraceStorage, Storage):
         pass

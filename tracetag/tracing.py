@@ -476,6 +476,7 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     from .api import get_client
 
     client = get_client()
+    exp: dict | None
     if experiment_id is not None:
         exp = client.get_experiment(str(experiment_id))
     elif experiment_name:

@@ -188,18 +188,23 @@ def _choice(choices: tuple[str, ...]) -> Any:
     return check
 
 
-def _out(choices: tuple[str, ...]) -> Any:
-    return Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help=f"Output format: {', '.join(choices)}.",
-            callback=_choice(choices),
-            autocompletion=lambda: list(choices),
-            show_default=False,
-        ),
-    ]
+def _output(*choices: str) -> Any:
+    return typer.Option(
+        "--output",
+        "-o",
+        help=f"Output format: {', '.join(choices)}.",
+        callback=_choice(choices),
+        autocompletion=lambda: list(choices),
+        show_default=False,
+    )
+
+
+SearchOutput = Annotated[str | None, _output("table", "tsv", "json", "jsonl", "csv", "ids")]
+ShowOutput = Annotated[str | None, _output("tree", "json")]
+TextOutput = Annotated[str | None, _output("text", "json")]
+TableOutput = Annotated[str | None, _output("table", "json")]
+KeyValueOutput = Annotated[str | None, _output("table", "json", "tsv")]
+RowsOutput = Annotated[str | None, _output("table", "json", "csv", "tsv")]
 
 
 def _render() -> Any:
@@ -232,7 +237,7 @@ def search(
     page_token: Annotated[
         str | None, typer.Option("--page-token", help="Token printed by the previous page.")
     ] = None,
-    output: _out(("table", "tsv", "json", "jsonl", "csv", "ids")) = None,
+    output: SearchOutput = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Print the parsed filter and order; do not search.")
     ] = False,
@@ -263,7 +268,7 @@ def search(
 def show(
     ctx: typer.Context,
     trace_id: Annotated[str, typer.Argument(help="Trace id.", autocompletion=complete_trace_ids)],
-    output: _out(("tree", "json")) = None,
+    output: ShowOutput = None,
 ) -> None:
     """Show a trace: info, tags, metadata and the span tree.
 
@@ -287,7 +292,7 @@ def import_(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the readable traces, report the rest.")
     ] = False,
-    output: _out(("text", "json")) = None,
+    output: TextOutput = None,
 ) -> None:
     """Import traces exported by MLflow (Trace.to_json, mlflow traces get) or by tracetag.
 
@@ -375,7 +380,7 @@ def tag_set(
     experiment_id: ExpOpt = None,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
-    output: _out(("text", "json")) = None,
+    output: TextOutput = None,
 ) -> None:
     """Add or update tags on traces, by id, from stdin, or by --filter: one atomic write.
 
@@ -443,7 +448,7 @@ def tag_delete(
     experiment_id: ExpOpt = None,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
-    output: _out(("text", "json")) = None,
+    output: TextOutput = None,
 ) -> None:
     """Delete tags from traces. Ids are the leading arguments that look like trace ids.
 
@@ -469,7 +474,7 @@ def tag_delete(
 def tag_list(
     ctx: typer.Context,
     trace_id: Annotated[str, typer.Argument(help="Trace id.", autocompletion=complete_trace_ids)],
-    output: _out(("table", "json", "tsv")) = None,
+    output: KeyValueOutput = None,
 ) -> None:
     """List the tags of a trace.
 
@@ -512,7 +517,7 @@ def tags_keys(
     ctx: typer.Context,
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
-    output: _out(("table", "json", "csv", "tsv")) = None,
+    output: RowsOutput = None,
 ) -> None:
     """Every tag key in use, with how many traces carry it and its number of distinct values.
 
@@ -533,7 +538,7 @@ def tags_values(
     key: Annotated[str, typer.Argument(help="Tag key.", autocompletion=complete_tag_keys)],
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
-    output: _out(("table", "json", "csv", "tsv")) = None,
+    output: RowsOutput = None,
 ) -> None:
     """The values of one tag key, with counts.
 
@@ -574,7 +579,7 @@ def stats(
             callback=_choice(("count", "error_rate", "mean", "p50", "p95", "p99", "max", "group")),
         ),
     ] = "count",
-    output: _out(("table", "json", "csv", "tsv")) = None,
+    output: RowsOutput = None,
 ) -> None:
     """Count, error rate and execution time (mean, p50, p95, p99, max) per group.
 
@@ -606,7 +611,7 @@ def lint(
         Path | None,
         typer.Option("--config", help="tracetag.toml or pyproject.toml with [tool.tracetag.lint]."),
     ] = None,
-    output: _out(("table", "json")) = None,
+    output: TableOutput = None,
 ) -> None:
     """Check tag keys and values against the naming guidelines; exit 1 on findings.
 
@@ -636,9 +641,7 @@ def lint(
 
 
 @exp_app.command("list")
-def experiments_list(
-    ctx: typer.Context, output: _out(("table", "json", "csv", "tsv")) = None
-) -> None:
+def experiments_list(ctx: typer.Context, output: RowsOutput = None) -> None:
     """List experiments with their trace counts.
 
     Example: tracetag experiments list
@@ -662,7 +665,7 @@ def experiments_create(
 
 
 @store_app.command("info")
-def store_info(ctx: typer.Context, output: _out(("text", "json")) = None) -> None:
+def store_info(ctx: typer.Context, output: TextOutput = None) -> None:
     """Where the store is and how big it is.
 
     Example: tracetag store info
@@ -673,7 +676,7 @@ def store_info(ctx: typer.Context, output: _out(("text", "json")) = None) -> Non
 
 
 @store_app.command("check")
-def store_check(ctx: typer.Context, output: _out(("text", "json")) = None) -> None:
+def store_check(ctx: typer.Context, output: TextOutput = None) -> None:
     """Check every file of the store; exit 3 if something is damaged.
 
     Example: tracetag store check

@@ -136,35 +136,19 @@ def traces(page: Sequence[Trace], fmt: str, color: bool, token: str | None) -> N
     elif fmt == "jsonl":
         sys.stdout.buffer.write(b"".join(orjson.dumps(t.info.to_dict()) + b"\n" for t in page))
     else:
-        header = ["trace_id", "time", "name", "status", "duration", "tags"]
-        if fmt == "table":
-            rows = [
-                (
-                    t.info.trace_id,
-                    fmt_time(t.info.timestamp_ms),
-                    t.info.name,
-                    _status(t.info.status, color),
-                    fmt_duration(t.info.execution_time_ms),
-                    _escape(
-                        ", ".join(f"{k}={v}" for k, v in sorted(_user_tags(t.info.tags).items()))
-                    ),
-                )
-                for t in page
-            ]
+        pretty = fmt == "table"
+        header = [
+            "trace_id",
+            "time",
+            "name",
+            "status",
+            "duration" if pretty else "duration_ms",
+            "tags",
+        ]
+        rows = [_trace_row(t, pretty, color) for t in page]
+        if pretty:
             _table(header, rows, color, wrap=("name", "tags"))
         else:
-            rows = [
-                (
-                    t.info.trace_id,
-                    fmt_time(t.info.timestamp_ms),
-                    t.info.name,
-                    t.info.status,
-                    t.info.execution_time_ms,
-                    " ".join(f"{k}={v}" for k, v in sorted(_user_tags(t.info.tags).items())),
-                )
-                for t in page
-            ]
-            header[4] = "duration_ms"
             (_csv if fmt == "csv" else _tsv)(header, rows)
     sys.stdout.flush()
     if fmt != "json":
@@ -172,6 +156,25 @@ def traces(page: Sequence[Trace], fmt: str, color: bool, token: str | None) -> N
             _err(f"{len(page)} traces; next page: --page-token {token}")
         elif fmt == "table":
             _err(f"{len(page)} traces")
+
+
+def _trace_row(t: Trace, pretty: bool, color: bool) -> tuple[Any, ...]:
+    """One listing row: formatted for a terminal, or raw values for pipes and spreadsheets."""
+    i = t.info
+    tags = sorted(_user_tags(i.tags).items())
+    if pretty:
+        shown = _escape(", ".join(f"{k}={v}" for k, v in tags))
+        status = _status(i.status, color)
+        return (
+            i.trace_id,
+            fmt_time(i.timestamp_ms),
+            i.name,
+            status,
+            fmt_duration(i.execution_time_ms),
+            shown,
+        )
+    shown = " ".join(f"{k}={v}" for k, v in tags)
+    return (i.trace_id, fmt_time(i.timestamp_ms), i.name, i.status, i.execution_time_ms, shown)
 
 
 def _status(status: str, color: bool) -> str:

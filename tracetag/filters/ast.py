@@ -7,7 +7,8 @@ filter can be shown, stored and re-read (``--explain``, page tokens, tests).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 __all__ = [
     "And",
@@ -44,8 +45,8 @@ class Field:
 
     kind: str
     key: str
-    pos: int = field(default=0, compare=False)
-    raw: str = field(default="", compare=False)
+    pos: int = dc_field(default=0, compare=False)
+    raw: str = dc_field(default="", compare=False)
 
     def __str__(self) -> str:
         if self.kind == "attribute":
@@ -61,7 +62,7 @@ class Field:
 @dataclass(frozen=True)
 class String:
     value: str
-    pos: int = field(default=0, compare=False)
+    pos: int = dc_field(default=0, compare=False)
 
     def __str__(self) -> str:
         return quote_string(self.value)
@@ -70,7 +71,7 @@ class String:
 @dataclass(frozen=True)
 class Number:
     value: int | float
-    pos: int = field(default=0, compare=False)
+    pos: int = dc_field(default=0, compare=False)
 
     def __str__(self) -> str:
         return repr(self.value)
@@ -84,7 +85,7 @@ class Duration:
     """A length of time, kept in milliseconds (``5s`` is ``Duration(5000)``)."""
 
     ms: float
-    pos: int = field(default=0, compare=False)
+    pos: int = dc_field(default=0, compare=False)
 
     def __str__(self) -> str:
         ms = self.ms
@@ -96,7 +97,7 @@ class Now:
     """``now()`` plus ``offset_ms`` (negative for ``now() - 24h``), resolved when compiled."""
 
     offset_ms: float = 0
-    pos: int = field(default=0, compare=False)
+    pos: int = dc_field(default=0, compare=False)
 
     def __str__(self) -> str:
         if not self.offset_ms:
@@ -135,7 +136,7 @@ class InList:
     field: Field
     values: tuple[Value, ...]
     negated: bool = False
-    pos: int = field(default=0, compare=False)
+    pos: int = dc_field(default=0, compare=False)
 
     def __str__(self) -> str:
         neg = "NOT " if self.negated else ""

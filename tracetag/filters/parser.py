@@ -149,7 +149,7 @@ def parse_field(raw: str, pos: int = 0) -> A.Field:
 def _transformer() -> Any:
     from lark import Transformer
 
-    def flatten(kind: type, items: list) -> tuple:
+    def flatten(kind: type[A.And] | type[A.Or], items: list) -> tuple:
         out: list = []
         for item in items:
             out.extend(item.items if isinstance(item, kind) else [item])
@@ -264,7 +264,7 @@ def _syntax_error(text: str, e: Exception) -> FilterSyntaxError:
         msg = f"unexpected {_describe_token(tok)}" + (f", expected {want}" if want else "")
         return FilterSyntaxError(msg, text, pos)
     if isinstance(e, UnexpectedCharacters):
-        pos = e.pos_in_stream
+        pos = e.pos_in_stream if e.pos_in_stream is not None else len(text)
         ch = text[pos] if pos < len(text) else ""
         if ch in "'\"":
             return FilterSyntaxError(f"unterminated string: no closing {ch}", text, pos)
