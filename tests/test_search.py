@@ -176,3 +176,29 @@ def test_cli_explain_prints_tree_and_does_not_search(cli, tmp_path):
         "order: tags.model_version ASC, timestamp_ms DESC, trace_id ASC",
     ]
     assert not (tmp_path / "none.json").exists()
+
+
+def test_mlflow_keyword_arguments(conformance_client, conformance_store):
+    run_traces = conformance_client.search_traces(run_id="no-such-run", max_results=None)
+    assert run_traces == []
+    t = conformance_client.search_traces(["1"], "status = 'ERROR'", 3, include_spans=False)[0]
+    assert t.data.spans == [] and t.info.status == "ERROR"
+    tracetag.set_store(conformance_store)
+    listed = tracetag.search_traces(filter_string="status = 'ERROR'", return_type="list")
+    assert len(listed) == 48
+    with pytest.raises(tracetag.InvalidInput, match="return_type"):
+        tracetag.search_traces(return_type="arrow")
+
+
+def test_run_id_argument_matches_the_run_id_attribute(client):
+    from tracetag.model import Trace, TraceInfo
+
+    client.log_traces(
+        [
+            Trace(TraceInfo(trace_id="tr-r1", metadata={"mlflow.sourceRun": "run-a"})),
+            Trace(TraceInfo(trace_id="tr-r2", metadata={"mlflow.sourceRun": "run-b"})),
+        ]
+    )
+    assert [t.info.trace_id for t in client.search_traces(run_id="run-a")] == ["tr-r1"]
+    by_filter = client.search_traces(filter_string="run_id = 'run-b'")
+    assert [t.info.trace_id for t in by_filter] == ["tr-r2"]

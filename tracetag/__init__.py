@@ -132,12 +132,25 @@ def search_traces(
     order_by: list[str] | None = None,
     max_results: int | None = None,
     page_token: str | None = None,
+    run_id: str | None = None,
+    include_spans: bool = True,
+    return_type: str = "list",
 ) -> Any:
-    """Traces matching ``filter_string`` in ``experiment_ids`` (None: all), as a list."""
+    """Traces matching ``filter_string`` in ``experiment_ids`` (None: all), as a list.
+
+    ``max_results=None`` returns every match; ``return_type="pandas"`` gives a DataFrame.
+    """
     from .api import get_client
 
     return get_client().search_traces(
-        experiment_ids, filter_string, max_results, order_by, page_token
+        experiment_ids,
+        filter_string,
+        max_results,
+        order_by,
+        page_token,
+        run_id=run_id,
+        include_spans=include_spans,
+        return_type=return_type,
     )
 
 

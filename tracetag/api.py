@@ -94,28 +94,48 @@ class TracetagClient:
         max_results: int | None = 100,
         order_by: list[str] | None = None,
         page_token: str | None = None,
+        run_id: str | None = None,
+        include_spans: bool = True,
+        return_type: str = "list",
         *,
         now: int | None = None,
-    ) -> PagedList:
+    ) -> Any:
         """Traces matching ``filter_string``, as MLflow's ``MlflowClient.search_traces``.
 
         ``experiment_ids=None`` searches every experiment; ``max_results=None`` returns all.
+        ``run_id`` adds ``run_id = '...'``; ``include_spans=False`` leaves spans out. The
+        result is a list with the next page's ``token``, or, with ``return_type="pandas"``,
+        MLflow's other shape: a DataFrame with the info fields and a ``trace`` column.
         """
+        from .filters import ast as A
+        from .filters import parse_filter
         from .query import search
 
+        if return_type not in ("list", "pandas"):
+            raise InvalidInput(f"return_type must be 'list' or 'pandas', not {return_type!r}")
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
+        node = parse_filter(filter_string)
+        if run_id is not None:
+            by_run = A.Compare(A.Field("attribute", "run_id"), "=", A.String(run_id))
+            node = by_run if node is None else A.And((node, by_run))
         with self.store.snapshot() as snap:
             page = search(
                 snap,
-                filter_string,
+                node,
                 None if experiment_ids is None else list(experiment_ids),
                 order_by,
                 max_results,
                 page_token,
                 now=now,
             )
-        return PagedList((doc_to_trace(self.store, d) for d in page.docs), page.token)
+        if include_spans:
+            traces = [doc_to_trace(self.store, d) for d in page.docs]
+        else:
+            traces = [Trace(TraceInfo.from_dict(d)) for d in page.docs]
+        if return_type == "pandas":
+            return _dataframe(traces)
+        return PagedList(traces, page.token)
 
     def get_trace(self, trace_id: str) -> Trace:
         from . import tracing
@@ -327,6 +347,14 @@ class TracetagClient:
                 out.write(b"\n")
                 n += 1
         return n
+
+
+def _dataframe(traces: list[Trace]) -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        raise InvalidInput("return_type='pandas' needs pandas installed") from None
+    return pd.DataFrame([{**t.info.to_dict(), "trace": t} for t in traces])
 
 
 def _parse(filter_string: str | None) -> Any:
