@@ -202,3 +202,11 @@ def test_run_id_argument_matches_the_run_id_attribute(client):
     assert [t.info.trace_id for t in client.search_traces(run_id="run-a")] == ["tr-r1"]
     by_filter = client.search_traces(filter_string="run_id = 'run-b'")
     assert [t.info.trace_id for t in by_filter] == ["tr-r2"]
+
+
+def test_pandas_return_type_without_pandas_is_a_clear_error(small, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if not installed
+    with pytest.raises(tracetag.InvalidInput, match="needs pandas installed"):
+        small.search_traces(return_type="pandas")
