@@ -113,6 +113,7 @@ def test_cli_fix_applies_and_exits_zero(messy, cli):
     result = cli("lint", "--fix")
     assert result.exit_code == 0
     assert "4 traces changed" in result.stderr
+    assert "tr-00000000000000000000000000000003  ~ environment: PROD -> production" in result.stdout
     assert cli("lint").exit_code == 0
 
 

@@ -629,7 +629,7 @@ def lint(
         report = fix_findings(
             st.client, findings, cfg, filter_string, experiment_id, dry_run=dry_run
         )
-        render.tag_report(report, "text", color=st.color)
+        render.tag_report(report, "text", color=st.color, show_changes=True)
         if not dry_run:
             return
     if findings:

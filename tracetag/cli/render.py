@@ -272,10 +272,11 @@ def key_values(values: Mapping[str, str], fmt: str, color: bool) -> None:
         _tsv(["key", "value"], rows)
 
 
-def tag_report(report: Any, fmt: str, color: bool) -> None:
+def tag_report(report: Any, fmt: str, color: bool, show_changes: bool = False) -> None:
+    """The summary on stderr; with ``--dry-run`` (or ``show_changes``) each change on stdout."""
     if fmt == "json":
         _write_json(report.to_dict())
-    elif report.dry_run:
+    elif report.dry_run or show_changes:
         out = sys.stdout
         for c in report.changes:
             if not c.is_change:
