@@ -227,7 +227,7 @@ def repair(store: Store) -> dict[str, Any]:
                 merged[tid] = {k: v for k, v in d.items() if k != "spans_at"}
                 lost_spans += 1
         new_gen = int(meta.get("generation") or 0) + 1
-        new_meta = {**_new_meta(new_gen), "spans_file": store.spans_path.name}
+        new_meta = _new_meta(new_gen)
         items = ((tid, orjson.dumps(d)) for tid, d in merged.items())
         size, crc = _atomic_write(
             store.path, _layout(new_meta, {**experiments, **overlay.experiments}, items)

@@ -178,7 +178,6 @@ def _new_meta(generation: int = 1) -> dict:
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "generation": generation,
-        "spans_file": None,
     }
 
 
@@ -797,9 +796,6 @@ class Store:
             ) from None
         return rec["spans"]
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
     # -- writing -------------------------------------------------------------------------------
 
     def _lock(self) -> _ProcessLock:
@@ -1006,7 +1002,7 @@ class Store:
                         yield tid, orjson.dumps(doc)
 
             experiments = {**base.experiments, **overlay.experiments}
-            meta = {**base.meta, "generation": generation, "spans_file": self.spans_path.name}
+            meta = {**base.meta, "generation": generation}
             size, crc = _atomic_write(self.path, _layout(meta, experiments, traces()))
         finally:
             base.close()
