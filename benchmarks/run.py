@@ -436,6 +436,18 @@ def main() -> None:
             )
         )
 
+        broad = tracetag_cmd(big, "search", "-f", "status = 'OK'", "--all", "-o", "ids")
+        broad_t = median_time(broad, max(3, args.repeat // 2))
+        broad_rss = peak_rss_kib(broad)
+        rows.append(
+            (
+                "search -f \"status = 'OK'\" --all (90% of traces)",
+                f"{broad_t:.3f} s",
+                f"{broad_t / scan_floor:.2f}x scan floor; "
+                f"{broad_rss * 1024 / big.stat().st_size:.2f}x the base in memory",
+            )
+        )
+
         n_err = sum(1 for d, _ in traces if d["status"] == "ERROR")
         vary_batch = lambda c, i: [*c[:-1], f"needs_review=r{i}"]  # noqa: E731
         batch = median_time(

@@ -107,12 +107,36 @@ class TracetagClient:
         result is a list with the next page's ``token``, or, with ``return_type="pandas"``,
         MLflow's other shape: a DataFrame with the info fields and a ``trace`` column.
         """
+        if return_type not in ("list", "pandas"):
+            raise InvalidInput(f"return_type must be 'list' or 'pandas', not {return_type!r}")
+        page = self.search_page(
+            experiment_ids, filter_string, max_results, order_by, page_token, run_id, now=now
+        )
+        if include_spans:
+            traces = [doc_to_trace(self.store, d) for d in page]
+        else:
+            traces = [Trace(TraceInfo.from_dict(d)) for d in page]
+        if return_type == "pandas":
+            return _dataframe(traces)
+        return PagedList(traces, page.token)
+
+    def search_page(
+        self,
+        experiment_ids: Iterable[str] | None = None,
+        filter_string: str | None = None,
+        max_results: int | None = 100,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+        run_id: str | None = None,
+        *,
+        now: int | None = None,
+    ) -> Any:
+        """The matching info documents as a ``SearchPage``: iterate it for dicts, in order,
+        parsed one at a time (what the CLI streams); ``.token`` fetches the next page."""
         from .filters import ast as A
         from .filters import parse_filter
         from .query import search
 
-        if return_type not in ("list", "pandas"):
-            raise InvalidInput(f"return_type must be 'list' or 'pandas', not {return_type!r}")
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
         node = parse_filter(filter_string)
@@ -120,7 +144,7 @@ class TracetagClient:
             by_run = A.Compare(A.Field("attribute", "run_id"), "=", A.String(run_id))
             node = by_run if node is None else A.And((node, by_run))
         with self.store.snapshot() as snap:
-            page = search(
+            return search(
                 snap,
                 node,
                 None if experiment_ids is None else list(experiment_ids),
@@ -129,13 +153,6 @@ class TracetagClient:
                 page_token,
                 now=now,
             )
-        if include_spans:
-            traces = [doc_to_trace(self.store, d) for d in page.docs]
-        else:
-            traces = [Trace(TraceInfo.from_dict(d)) for d in page.docs]
-        if return_type == "pandas":
-            return _dataframe(traces)
-        return PagedList(traces, page.token)
 
     def get_trace(self, trace_id: str) -> Trace:
         from . import tracing

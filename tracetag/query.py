@@ -140,8 +140,20 @@ def _decode_token(token: str, fp: str) -> tuple:
 
 @dataclass
 class SearchPage:
-    docs: list[dict]
+    """One page of results, in order. Matches are held as their compact JSON bytes where
+    possible and parsed again on iteration, so a page of 100,000 traces costs about the size of
+    its JSON, not of 100,000 dicts."""
+
+    items: list[bytes | dict]
     token: str | None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[dict]:
+        loads = orjson.loads
+        for item in self.items:
+            yield loads(item) if isinstance(item, bytes) else item
 
 
 def select(
@@ -152,9 +164,19 @@ def select(
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[dict]:
     """Every document matching ``node`` (True, not unknown) in the given experiments."""
-    predicate = compile_filter(node, now)
-    return snapshot.select(
-        predicate,
+    for doc, _raw in _select_raw(snapshot, node, experiment_ids, now, progress):
+        yield doc
+
+
+def _select_raw(
+    snapshot: Any,
+    node: A.Node | None,
+    experiment_ids: Iterable[str] | None = None,
+    now: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[dict, bytes | None]]:
+    return snapshot.select_raw(
+        compile_filter(node, now),
         required=required_bytes(node),
         experiment_ids=None if experiment_ids is None else {str(e) for e in experiment_ids},
         progress=progress,
@@ -178,8 +200,9 @@ def search(
     fp = _fingerprint(node, keys, exps)
     raw_of = _raw_key(keys)
     sort_key = _sort_key(keys)
-    rows: Iterable[tuple[tuple, dict]] = (
-        (sort_key(raw_of(d)), d) for d in select(snapshot, node, exps, now)
+    rows: Iterable[tuple[tuple, bytes | dict]] = (
+        (sort_key(raw_of(d)), d if raw is None else raw)
+        for d, raw in _select_raw(snapshot, node, exps, now)
     )
     if page_token:
         after = sort_key(_decode_token(page_token, fp))
@@ -191,6 +214,8 @@ def search(
         page = heapq.nsmallest(max_results + 1, rows, key=lambda r: r[0])
         more = len(page) > max_results
         page = page[:max_results]
-    docs = [d for _k, d in page]
-    token = _encode_token(raw_of(docs[-1]), fp) if more and docs else None
-    return SearchPage(docs, token)
+    result = SearchPage([item for _k, item in page], None)
+    if more and page:
+        last = next(iter(SearchPage(result.items[-1:], None)))
+        result.token = _encode_token(raw_of(last), fp)
+    return result

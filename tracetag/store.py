@@ -561,8 +561,21 @@ class Snapshot:
         experiment_ids: set[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[dict]:
-        """Documents for which ``predicate`` is True.
+        """Documents for which ``predicate`` is True (see :meth:`select_raw`)."""
+        for doc, _raw in self.select_raw(predicate, required, experiment_ids, progress):
+            yield doc
 
+    def select_raw(
+        self,
+        predicate: Callable[[dict], bool | None],
+        required: list[bytes] | None = None,
+        experiment_ids: set[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[tuple[dict, bytes | None]]:
+        """(document, its JSON bytes or None) for each document where ``predicate`` is True.
+
+        The bytes are given when they are exactly the document (no journal change), so a
+        caller that must hold many matches can keep the compact bytes instead of the dict.
         ``required`` are byte strings every match must contain: base lines without them are
         skipped unparsed, which is most of the cost of a selective search. Lines the journal
         changed are always parsed, since their JSON on disk is not what is matched.
@@ -574,11 +587,13 @@ class Snapshot:
         seen: set[str] = set()
         total = self.base.stat.st_size if self.base.stat else 0
         done = 0
+        raw_out: bytes | None
         for n, (tid, raw) in enumerate(self.base.iter_raw()):
             if progress is not None:
                 done += len(raw) + len(tid) + 6
                 if n % 4096 == 0:
                     progress(done, total)
+            raw_out = None
             if tid in puts:
                 seen.add(tid)
                 doc = puts[tid]
@@ -593,17 +608,18 @@ class Snapshot:
                     raise StoreCorrupted(
                         f"{self.base.path}: damaged store, unreadable document for {tid}"
                     ) from None
+                raw_out = raw
             if experiment_ids is not None and doc["experiment_id"] not in experiment_ids:
                 continue
             if predicate(doc) is True:
-                yield doc
+                yield doc, raw_out
         for tid, doc in puts.items():
             if tid in seen:
                 continue
             if experiment_ids is not None and doc["experiment_id"] not in experiment_ids:
                 continue
             if predicate(doc) is True:
-                yield doc
+                yield doc, None
 
     def ids(self) -> set[str]:
         """Every trace id, without parsing documents."""

@@ -8,6 +8,7 @@ Heavy modules (rich, lark, the store) are imported inside the commands that use 
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -254,14 +255,14 @@ def search(
 
         render.explain(parse_filter(filter_string), parse_order_by(order_by))
         return
-    page = st.client.search_traces(
+    page = st.client.search_page(
         experiment_id,
         filter_string,
         None if all_results else max_results,
         order_by,
         page_token,
     )
-    render.traces(page, output or render.default_format(), color=st.color, token=page.token)
+    render.traces(page, output or render.default_format(), color=st.color)
 
 
 @app.command()
@@ -752,4 +753,7 @@ def completion(
 
 
 def main() -> None:
+    # A command lives for a moment and makes no garbage cycles worth collecting; without the
+    # cyclic collector, holding 100,000 search results is 2-3x faster.
+    gc.disable()
     app(prog_name="tracetag")

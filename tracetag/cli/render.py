@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..model import Span, Trace
+from ..model import Span, Trace, TraceInfo
 
 
 def default_format() -> str:
@@ -128,14 +128,23 @@ def _table(
 # -- search ------------------------------------------------------------------------------------
 
 
-def traces(page: Sequence[Trace], fmt: str, color: bool, token: str | None) -> None:
+def traces(page: Any, fmt: str, color: bool) -> None:
+    """A search page (info documents, streamed where the format allows)."""
+    out = sys.stdout.buffer
+    token = page.token
     if fmt == "ids":
-        sys.stdout.write("".join(t.info.trace_id + "\n" for t in page))
+        for d in page:
+            out.write(d["trace_id"].encode() + b"\n")
     elif fmt == "json":
-        _write_json({"traces": [t.info.to_dict() for t in page], "next_page_token": token})
+        out.write(b'{"traces": [')
+        for n, d in enumerate(page):
+            out.write((b",\n  " if n else b"\n  ") + orjson.dumps(_info(d)))
+        out.write(b'\n], "next_page_token": ' + orjson.dumps(token) + b"}\n")
     elif fmt == "jsonl":
-        sys.stdout.buffer.write(b"".join(orjson.dumps(t.info.to_dict()) + b"\n" for t in page))
+        for d in page:
+            out.write(orjson.dumps(_info(d)) + b"\n")
     else:
+        out.flush()
         pretty = fmt == "table"
         header = [
             "trace_id",
@@ -145,12 +154,12 @@ def traces(page: Sequence[Trace], fmt: str, color: bool, token: str | None) -> N
             "duration" if pretty else "duration_ms",
             "tags",
         ]
-        rows = [_trace_row(t, pretty, color) for t in page]
+        rows = (_trace_row(TraceInfo.from_dict(d), pretty, color) for d in page)
         if pretty:
             _table(header, rows, color, wrap=("name", "tags"))
         else:
             (_csv if fmt == "csv" else _tsv)(header, rows)
-    sys.stdout.flush()
+    out.flush()
     if fmt != "json":
         if token:
             _err(f"{len(page)} traces; next page: --page-token {token}")
@@ -158,9 +167,13 @@ def traces(page: Sequence[Trace], fmt: str, color: bool, token: str | None) -> N
             _err(f"{len(page)} traces")
 
 
-def _trace_row(t: Trace, pretty: bool, color: bool) -> tuple[Any, ...]:
+def _info(doc: dict) -> dict:
+    """The public fields of an info document (not the store's span pointer)."""
+    return TraceInfo.from_dict(doc).to_dict()
+
+
+def _trace_row(i: TraceInfo, pretty: bool, color: bool) -> tuple[Any, ...]:
     """One listing row: formatted for a terminal, or raw values for pipes and spreadsheets."""
-    i = t.info
     tags = sorted(_user_tags(i.tags).items())
     if pretty:
         shown = _escape(", ".join(f"{k}={v}" for k, v in tags))
