@@ -225,10 +225,13 @@ class TracetagClient:
         exps = None if experiment_ids is None else [str(e) for e in experiment_ids]
 
         def plan(snap: Snapshot) -> TagReport:
+            docs: Iterable[dict]
             if ids is None:
                 from .query import select
 
-                docs = list(select(snap, _parse(filter_string), exps, progress=progress))
+                # Planned while streaming: a batch over 100,000 traces holds their changes,
+                # not their documents.
+                docs = select(snap, _parse(filter_string), exps, progress=progress)
                 missing: list[str] = []
             else:
                 found = snap.get_many(ids)
