@@ -210,3 +210,14 @@ def test_pandas_return_type_without_pandas_is_a_clear_error(small, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if not installed
     with pytest.raises(tracetag.InvalidInput, match="needs pandas installed"):
         small.search_traces(return_type="pandas")
+
+
+def test_listing_times_are_utc_and_machine_readable_in_pipes(cli, conformance_store):
+    from tracetag.filters.parser import parse_iso_ms
+
+    f = ["search", "-f", "trace_id = 'tr-6663f3d7173cfa73b65948ca5fbc00b3'"]
+    row = cli(*f).stdout.splitlines()[1].split("\t")
+    assert row[1] == "2025-03-01T00:00:30.207Z"
+    assert parse_iso_ms(row[1]) == 1740787230207  # round-trips into a filter date
+    table = cli(*f, "-o", "table").stdout
+    assert "time (UTC)" in table and "2025-03-01 00:00:30" in table

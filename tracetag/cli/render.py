@@ -64,9 +64,17 @@ def _write_json(obj: Any) -> None:
 
 
 def fmt_time(ms: int | None) -> str:
+    """For people: UTC to the second (headers say UTC)."""
     if ms is None:
         return ""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso_time(ms: int | None) -> str:
+    """For programs: ISO 8601 in UTC with milliseconds, which the filter's dates accept."""
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def fmt_duration(ms: int | float | None) -> str:
@@ -148,7 +156,7 @@ def traces(page: Any, fmt: str, color: bool) -> None:
         pretty = fmt == "table"
         header = [
             "trace_id",
-            "time",
+            "time (UTC)" if pretty else "time",
             "name",
             "status",
             "duration" if pretty else "duration_ms",
@@ -187,7 +195,7 @@ def _trace_row(i: TraceInfo, pretty: bool, color: bool) -> tuple[Any, ...]:
             shown,
         )
     shown = " ".join(f"{k}={v}" for k, v in tags)
-    return (i.trace_id, fmt_time(i.timestamp_ms), i.name, i.status, i.execution_time_ms, shown)
+    return (i.trace_id, iso_time(i.timestamp_ms), i.name, i.status, i.execution_time_ms, shown)
 
 
 def _status(status: str, color: bool) -> str:
