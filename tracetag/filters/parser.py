@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -297,12 +297,15 @@ def parse_filter(text: str | None) -> A.Node | None:
 # Validation: the semantic rules, each error pointing at a column
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_iso_ms(text: str) -> int:
     """``2025-03-05`` or ``2025-03-02T12:00:00[Z|+01:00]`` -> epoch ms; UTC when no zone given."""
     dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
 
 
 def _err(msg: str, text: str, pos: int) -> FilterSyntaxError:
