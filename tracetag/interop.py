@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from .errors import ImportFormatError
+from .filters.parser import parse_iso_ms
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
 
 __all__ = ["ImportResult", "parse_traces", "trace_from_any"]
@@ -71,7 +71,7 @@ def _to_ms(value: Any) -> int:
     if text.isdigit():
         return int(text)
     try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000 + 0.5)
+        return parse_iso_ms(text)
     except ValueError:
         raise ValueError(f"unreadable time {text!r}") from None
 
