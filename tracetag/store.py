@@ -739,7 +739,7 @@ class Store:
         self.lock_path = self.path.with_name(self.path.name + "-lock")
         self.compact_bytes = compact_bytes
         self._mutex = threading.RLock()
-        self._filelock: _ProcessLock | None = None
+        self._process_lock: _ProcessLock | None = None
         self._validated: tuple | None = None
         self._overlay: Overlay | None = None
         self._index: tuple[tuple, dict[str, tuple[int, int]]] | None = None
@@ -815,9 +815,9 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
 
     def _lock(self) -> _ProcessLock:
-        if self._filelock is None:
-            self._filelock = _ProcessLock(self.lock_path)
-        return self._filelock
+        if self._process_lock is None:
+            self._process_lock = _ProcessLock(self.lock_path)
+        return self._process_lock
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Snapshot]:
