@@ -447,3 +447,46 @@ def test_sigkill_in_the_middle_of_long_batches(store_path):
         assert len(docs) == n
     assert check(Store(store_path)).ok
     assert not all(outcomes), "no batch was interrupted: the test proved nothing"
+
+
+def test_vacuum_reclaims_replaced_spans_and_keeps_every_reader_working(store_path, cli):
+    from .conftest import TRACES_JSONL
+
+    for _ in range(3):  # the same traces, re-imported: two copies of every span are dead
+        assert cli("import", str(TRACES_JSONL)).exit_code == 0
+    client = TracetagClient(store_path)
+    before = {t.info.trace_id: t.data.spans for t in client.search_traces(max_results=None)}
+    lazy = client.search_traces(max_results=5)  # spans not loaded yet
+    held = Store(store_path).snapshot()  # a reader that stays open across the vacuum
+    held_doc = held.get("tr-6663f3d7173cfa73b65948ca5fbc00b3")
+    old_spans = store_path.with_name("store.json-spans")
+    size = old_spans.stat().st_size
+    report = check(Store(store_path))
+    assert report.ok and size * 0.6 < report.facts["spans_dead_bytes"] < size * 0.7
+
+    result = cli("store", "compact", "--vacuum")
+    assert result.exit_code == 0, result.output
+    assert f"span file: {size} ->" in result.stdout
+    assert not old_spans.exists()
+    (new_spans,) = store_path.parent.glob("store.json-spans.*")
+    assert size * 0.3 < new_spans.stat().st_size < size * 0.4
+
+    after = {
+        t.info.trace_id: t.data.spans
+        for t in TracetagClient(store_path).search_traces(max_results=None)
+    }
+    assert after == before
+    assert [len(t.data.spans) for t in lazy] == [2] * 5  # relocated on first use
+    assert len(held.spans(held_doc)) == 2  # the open snapshot still reads the old file
+    held.close()
+    report = check(Store(store_path))
+    assert report.ok and report.facts["spans_dead_bytes"] == 0
+    # Writes after the vacuum go to the new file, and repair keeps pointing at it.
+    assert cli("import", str(TRACES_JSONL)).exit_code == 0
+    assert cli("store", "repair").exit_code == 0
+    final = {
+        t.info.trace_id: t.data.spans
+        for t in TracetagClient(store_path).search_traces(max_results=None)
+    }
+    assert final == before
+    assert check(Store(store_path)).ok

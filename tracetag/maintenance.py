@@ -18,7 +18,16 @@ from typing import Any
 import orjson
 
 from .errors import StoreError
-from .store import Overlay, Store, _atomic_write, _Base, _layout, _new_meta, decode_record
+from .store import (
+    Overlay,
+    Store,
+    _atomic_write,
+    _Base,
+    _layout,
+    _new_meta,
+    _read_spans_at,
+    decode_record,
+)
 
 __all__ = ["CheckReport", "check", "info", "repair"]
 
@@ -36,6 +45,7 @@ def info(store: Store) -> dict[str, Any]:
         traces = len(snap.ids())
         generation = snap.base.generation
         records = snap.overlay.records
+        spans = snap.spans_path
     return {
         "store": str(store.path),
         "traces": traces,
@@ -43,7 +53,8 @@ def info(store: Store) -> dict[str, Any]:
         "base_bytes": size(store.path),
         "journal_bytes": size(store.journal_path),
         "journal_records": records,
-        "spans_bytes": size(store.spans_path),
+        "spans_file": str(spans),
+        "spans_bytes": size(spans),
     }
 
 
@@ -142,12 +153,29 @@ def _scan_base(store: Store, report: CheckReport | None) -> tuple[dict, dict, di
     return meta, experiments, docs, bad
 
 
-def _readable_spans(store: Store, doc: dict) -> bool:
-    try:
-        store.read_spans(doc)
+class _Spans:
+    """Checks span pointers against the span file a base points into, counting live bytes."""
+
+    def __init__(self, store: Store, meta: dict):
+        self.path = store.spans_path_for(meta)
+        self.live = 0
+        try:
+            self.fh: Any = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            self.size = os.fstat(self.fh.fileno()).st_size
+        except OSError:
+            self.fh, self.size = None, 0
+
+    def readable(self, doc: dict) -> bool:
+        try:
+            _read_spans_at(self.path, doc, self.fh)
+        except StoreError:
+            return False
+        self.live += doc["spans_at"][1]
         return True
-    except StoreError:
-        return False
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
 
 
 def check(store: Store) -> CheckReport:
@@ -188,13 +216,21 @@ def check(store: Store) -> CheckReport:
         except (ValueError, KeyError, TypeError) as e:
             report.errors.append(f"{store.journal_path}: unusable record ({e})")
     report.facts["traces"] = len(set(docs) | set(overlay.puts))
-    unreadable = [
-        tid
-        for tid, d in {**docs, **overlay.puts}.items()
-        if d.get("spans_at") and not _readable_spans(store, d)
-    ]
+    spans = _Spans(store, meta)
+    try:
+        merged = {tid: overlay.merge(d) for tid, d in docs.items()} | overlay.puts
+        unreadable = [t for t, d in merged.items() if d.get("spans_at") and not spans.readable(d)]
+    finally:
+        spans.close()
     if unreadable:
-        report.errors.append(f"{store.spans_path}: spans of {len(unreadable)} traces unreadable")
+        report.errors.append(f"{spans.path}: spans of {len(unreadable)} traces unreadable")
+    dead = spans.size - spans.live
+    report.facts["spans_dead_bytes"] = dead
+    if dead > max(1 << 20, spans.size // 2):
+        report.warnings.append(
+            f"{spans.path}: {dead} of {spans.size} bytes belong to replaced or unfinished "
+            "traces; 'tracetag store compact --vacuum' reclaims them"
+        )
     return report
 
 
@@ -206,10 +242,10 @@ def repair(store: Store) -> dict[str, Any]:
     lock.acquire(60, store.path)
     try:
         backup.mkdir(parents=True, exist_ok=False)
-        for p in (store.path, store.journal_path, store.spans_path):
+        meta, experiments, docs, bad = _scan_base(store, None)
+        for p in (store.path, store.journal_path, store.spans_path_for(meta)):
             if p.exists():
                 shutil.copy2(p, backup / p.name)
-        meta, experiments, docs, bad = _scan_base(store, None)
         generation, records, damaged, torn = _scan_journal(store, None)
         overlay = Overlay()
         unusable = 0
@@ -222,12 +258,16 @@ def repair(store: Store) -> dict[str, Any]:
         merged = {tid: overlay.merge(d) for tid, d in docs.items()}
         merged.update(overlay.puts)
         lost_spans = 0
-        for tid, d in list(merged.items()):
-            if d.get("spans_at") and not _readable_spans(store, d):
-                merged[tid] = {k: v for k, v in d.items() if k != "spans_at"}
-                lost_spans += 1
+        spans = _Spans(store, meta)
+        try:
+            for tid, d in list(merged.items()):
+                if d.get("spans_at") and not spans.readable(d):
+                    merged[tid] = {k: v for k, v in d.items() if k != "spans_at"}
+                    lost_spans += 1
+        finally:
+            spans.close()
         new_gen = int(meta.get("generation") or 0) + 1
-        new_meta = _new_meta(new_gen)
+        new_meta = {**_new_meta(new_gen), "spans_file": meta.get("spans_file")}
         items = ((tid, orjson.dumps(d)) for tid, d in merged.items())
         size, crc = _atomic_write(
             store.path, _layout(new_meta, {**experiments, **overlay.experiments}, items)

@@ -522,6 +522,25 @@ def _read_journal(path: Path, overlay: Overlay | None) -> Overlay:
 # Snapshots and the store
 
 
+def _read_spans_at(path: Path, doc: dict, fh: Any) -> list[dict]:
+    """The spans of ``doc`` from the span file ``path`` (``fh``: that file, already open)."""
+    loc = doc.get("spans_at")
+    if not loc:
+        return []
+    try:
+        if fh is None:
+            fh = open(path, "rb")  # noqa: SIM115 - only reached when the file is missing
+        fh.seek(loc[0])
+        rec = decode_record(fh.read(loc[1]).rstrip(b"\n"))
+        if rec.get("trace_id") != doc["trace_id"]:
+            raise ValueError("another trace's spans")
+    except (OSError, ValueError):
+        raise StoreCorrupted(
+            f"{path}: damaged span file, spans of {doc['trace_id']} unreadable"
+        ) from None
+    return rec["spans"]
+
+
 def _size_mismatch(path: Path, actual: int, expected: int) -> StoreCorrupted:
     return StoreCorrupted(
         f"{path}: damaged store, {actual} bytes where {expected} were written; "
@@ -536,7 +555,11 @@ class Snapshot:
         self.store = store
         self.base = base
         self.overlay = overlay
+        self.spans_path = store.spans_path_for(base.meta)
+        # Opened now, so that a vacuum replacing the span file cannot pull it from under us.
         self._spans_fh: Any = None
+        with contextlib.suppress(OSError):
+            self._spans_fh = open(self.spans_path, "rb")  # noqa: SIM115 - see close()
 
     def close(self) -> None:
         self.base.close()
@@ -661,11 +684,7 @@ class Snapshot:
         return sorted(exps.values(), key=lambda e: (len(e["experiment_id"]), e["experiment_id"]))
 
     def spans(self, doc: dict) -> list[dict]:
-        if self._spans_fh is None and doc.get("spans_at"):
-            # A missing file is reported by read_spans, with the trace it failed for.
-            with contextlib.suppress(OSError):
-                self._spans_fh = open(self.store.spans_path, "rb")  # noqa: SIM115 - see close()
-        return self.store.read_spans(doc, self._spans_fh)
+        return _read_spans_at(self.spans_path, doc, self._spans_fh)
 
 
 class _ProcessLock:
@@ -735,7 +754,7 @@ class Store:
     ):
         self.path = resolve_store_path(path)
         self.journal_path = self.path.with_name(self.path.name + "-journal")
-        self.spans_path = self.path.with_name(self.path.name + "-spans")
+        self.spans_path = self.path.with_name(self.path.name + "-spans")  # before any vacuum
         self.lock_path = self.path.with_name(self.path.name + "-lock")
         self.compact_bytes = compact_bytes
         self._mutex = threading.RLock()
@@ -792,25 +811,25 @@ class Store:
         self._index = (key, base.build_index())
         return self._index[1]
 
-    def read_spans(self, doc: dict, fh: Any = None) -> list[dict]:
-        """The span dicts of ``doc``; ``fh``, an open span file, saves an open per trace."""
-        loc = doc.get("spans_at")
-        if not loc:
-            return []
-        try:
-            if fh is None:
-                with open(self.spans_path, "rb") as f:
-                    f.seek(loc[0])
-                    line = f.read(loc[1])
-            else:
-                fh.seek(loc[0])
-                line = fh.read(loc[1])
-            rec = decode_record(line.rstrip(b"\n"))
-        except (OSError, ValueError):
-            raise StoreCorrupted(
-                f"{self.spans_path}: damaged span file, spans of {doc['trace_id']} unreadable"
-            ) from None
-        return rec["spans"]
+    def spans_path_for(self, meta: dict) -> Path:
+        """The span file a base points into (a vacuum starts a new one)."""
+        name = meta.get("spans_file")
+        return self.path.with_name(name) if name else self.spans_path
+
+    def read_spans(self, doc: dict) -> list[dict]:
+        """The span dicts of ``doc``, read from the current store.
+
+        ``doc`` may come from an older snapshot; if a vacuum has moved the spans since, the
+        document is looked up again.
+        """
+        with self.snapshot() as snap:
+            try:
+                return snap.spans(doc)
+            except StoreCorrupted:
+                fresh = snap.get(doc["trace_id"])
+                if fresh is None or fresh.get("spans_at") == doc.get("spans_at"):
+                    raise
+                return snap.spans(fresh)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -915,12 +934,12 @@ class Store:
                 self._maybe_compact(snap)
             return result
 
-    def append_spans(self, items: list[tuple[str, list[dict]]]) -> list[list[int]]:
+    def append_spans(self, snap: Snapshot, items: list[tuple[str, list[dict]]]) -> list[list[int]]:
         """Append span payloads (call under the write lock); returns ``[offset, length]`` each."""
         if not items:
             return []
         lines = [encode_record({"trace_id": tid, "spans": spans}) for tid, spans in items]
-        fd = os.open(self.spans_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(snap.spans_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, b"".join(lines))
@@ -952,7 +971,7 @@ class Store:
             ops = list(extra_ops)
             ids = (doc["trace_id"] for doc, _spans in items)
             existing = snap.get_many(ids) if count_replaced else {}
-            locs = self.append_spans([(doc["trace_id"], spans) for doc, spans in items])
+            locs = self.append_spans(snap, [(doc["trace_id"], spans) for doc, spans in items])
             for (doc, _spans), loc in zip(items, locs, strict=True):
                 ops.append({"op": "put", "doc": {**doc, "spans_at": loc}})
             counts = (len(items) - len(existing), len(existing))
@@ -988,13 +1007,20 @@ class Store:
         if size > limit:
             self._compact_locked()
 
-    def compact(self) -> dict[str, int]:
-        """Fold the journal into a new base file (atomic); returns what it folded."""
-        with self._writing():
-            return self._compact_locked()
+    def compact(self, vacuum: bool = False) -> dict[str, int]:
+        """Fold the journal into a new base file (atomic); returns what it did.
 
-    def _compact_locked(self) -> dict[str, int]:
+        ``vacuum`` also copies the live spans into a new span file and drops the old one, which
+        reclaims the bytes of replaced traces and of writes a crash interrupted.
+        """
+        with self._writing():
+            return self._compact_locked(vacuum)
+
+    def _compact_locked(self, vacuum: bool = False) -> dict[str, int]:
         base = _Base(self.path)
+        old_spans = self.spans_path_for(base.meta)
+        new_spans = old_spans
+        moved: dict[str, list[int]] = {}
         try:
             overlay = self._refresh_overlay()
             if overlay.generation != base.generation:
@@ -1003,29 +1029,79 @@ class Store:
             folded = overlay.records
             puts, deltas = overlay.puts, overlay.deltas
 
-            def traces() -> Iterator[tuple[str, bytes]]:
+            def merged() -> Iterator[tuple[str, bytes, dict | None]]:
+                """(id, bytes, doc when the journal changed it), base order then new traces."""
                 seen = set()
                 for tid, raw in base.iter_raw():
                     if tid in puts:
                         seen.add(tid)
-                        yield tid, orjson.dumps(puts[tid])
+                        yield tid, raw, puts[tid]
                     elif tid in deltas:
-                        yield tid, orjson.dumps(overlay.merge(orjson.loads(raw)))
+                        yield tid, raw, overlay.merge(orjson.loads(raw))
                     else:
-                        yield tid, raw
+                        yield tid, raw, None
                 for tid, doc in puts.items():
                     if tid not in seen:
-                        yield tid, orjson.dumps(doc)
+                        yield tid, b"", doc
+
+            if vacuum:
+                new_spans = self.path.with_name(f"{self.path.name}-spans.{generation}")
+                moved = _copy_live_spans(old_spans, new_spans, merged())
+
+            def traces() -> Iterator[tuple[str, bytes]]:
+                for tid, raw, doc in merged():
+                    if tid in moved:
+                        doc = {**(doc or orjson.loads(raw)), "spans_at": moved[tid]}
+                    yield tid, raw if doc is None else orjson.dumps(doc)
 
             experiments = {**base.experiments, **overlay.experiments}
             meta = {**base.meta, "generation": generation}
+            if vacuum:
+                meta["spans_file"] = new_spans.name
             size, crc = _atomic_write(self.path, _layout(meta, experiments, traces()))
         finally:
             base.close()
         # A crash here leaves journal g beside base g+1: readers ignore it (invariant 4).
         self._reset_journal(generation, size, crc)
         self._index = None
-        return {"records": folded, "generation": generation}
+        result = {"records": folded, "generation": generation}
+        if vacuum and old_spans != new_spans:
+            result["spans_bytes_before"] = old_spans.stat().st_size if old_spans.exists() else 0
+            result["spans_bytes_after"] = new_spans.stat().st_size
+            # Snapshots taken before hold the old file open; later readers use the new one.
+            with contextlib.suppress(OSError):
+                old_spans.unlink()
+        return result
+
+
+def _copy_live_spans(
+    old: Path, new: Path, docs: Iterable[tuple[str, bytes, dict | None]]
+) -> dict[str, list[int]]:
+    """Copy the span lines the documents point at into ``new`` (fsynced); new locations by id."""
+    moved: dict[str, list[int]] = {}
+    try:
+        src = open(old, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        src = None
+    try:
+        with open(new, "wb") as dst:
+            offset = 0
+            for tid, raw, doc in docs:
+                loc = (doc if doc is not None else orjson.loads(raw)).get("spans_at")
+                if not loc or src is None:
+                    continue
+                src.seek(loc[0])
+                line = src.read(loc[1])
+                dst.write(line)
+                moved[tid] = [offset, len(line)]
+                offset += len(line)
+            dst.flush()
+            os.fsync(dst.fileno())
+    finally:
+        if src is not None:
+            src.close()
+    _fsync_dir(new)
+    return moved
 
 
 # ---------------------------------------------------------------------------------------------

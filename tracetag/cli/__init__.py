@@ -703,13 +703,22 @@ def store_repair(ctx: typer.Context) -> None:
 
 
 @store_app.command("compact")
-def store_compact(ctx: typer.Context) -> None:
+def store_compact(
+    ctx: typer.Context,
+    vacuum: Annotated[
+        bool,
+        typer.Option("--vacuum", help="Also rewrite the span file with live spans only."),
+    ] = False,
+) -> None:
     """Fold the journal into the base file now (it also happens on its own).
 
-    Example: tracetag store compact
+    Example: tracetag store compact --vacuum
     """
-    result = _state(ctx).client.store.compact()
+    result = _state(ctx).client.store.compact(vacuum=vacuum)
     typer.echo(f"folded {result['records']} journal records (generation {result['generation']})")
+    if "spans_bytes_after" in result:
+        before, after = result["spans_bytes_before"], result["spans_bytes_after"]
+        typer.echo(f"span file: {before} -> {after} bytes")
 
 
 @app.command()
