@@ -82,6 +82,7 @@ __all__ = [
     "__version__",
     "create_experiment",
     "delete_trace_tag",
+    "delete_traces",
     "get_client",
     "get_current_active_span",
     "get_last_active_trace_id",
@@ -176,6 +177,22 @@ def delete_trace_tag(trace_id: str, key: str) -> None:
     from .api import get_client
 
     get_client().delete_trace_tag(trace_id, key)
+
+
+def delete_traces(
+    experiment_id: str | None = None,
+    max_timestamp_millis: int | None = None,
+    max_traces: int | None = None,
+    trace_ids: list[str] | None = None,
+) -> int:
+    """Delete traces by id or by age (as MLflow's); returns how many were deleted."""
+    from .api import get_client
+
+    return (
+        get_client()
+        .delete_traces(experiment_id, max_timestamp_millis, max_traces, trace_ids)
+        .deleted
+    )
 
 
 def create_experiment(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,7 @@ from .store import Snapshot, Store, resolve_store_path
 from .tags import TagChange, TagReport, plan_change, tag_record, validate_key, validate_tags
 
 __all__ = [
+    "DeleteReport",
     "ImportSummary",
     "PagedList",
     "TagNotFound",
@@ -40,6 +42,28 @@ class PagedList(list):
     def __init__(self, items: Iterable[Any], token: str | None):
         super().__init__(items)
         self.token = token
+
+
+class DeleteReport:
+    """What a deletion removed (or would remove, with ``dry_run``)."""
+
+    def __init__(self, trace_ids: list[str], not_found: list[str], dry_run: bool):
+        self.trace_ids = trace_ids
+        self.not_found = not_found
+        self.dry_run = dry_run
+        self.written = False
+
+    @property
+    def deleted(self) -> int:
+        return len(self.trace_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deleted": self.deleted,
+            "trace_ids": self.trace_ids,
+            "not_found": self.not_found,
+            "dry_run": self.dry_run,
+        }
 
 
 class ImportSummary:
@@ -284,6 +308,70 @@ class TracetagClient:
 
         return self._apply_plan(plan, False, False).changes[0]
 
+    # -- deleting traces -----------------------------------------------------------------------
+
+    def delete_traces(
+        self,
+        experiment_id: str | None = None,
+        max_timestamp_millis: int | None = None,
+        max_traces: int | None = None,
+        trace_ids: Iterable[str] | None = None,
+        *,
+        filter_string: str | None = None,
+        dry_run: bool = False,
+    ) -> DeleteReport:
+        """Delete traces, as MLflow's ``delete_traces``, in one atomic write.
+
+        Either ``trace_ids``, or ``max_timestamp_millis`` and/or ``filter_string`` (a guard
+        against deleting everything by accident); ``experiment_id`` narrows both;
+        ``max_traces`` keeps to the oldest N. The report's ``deleted`` counts what went (MLflow
+        returns that number); unknown ids are reported, not fatal. Spans stay in the span file
+        until ``compact(vacuum=True)``.
+        """
+        if trace_ids is None and max_timestamp_millis is None and filter_string is None:
+            raise InvalidInput("give trace ids, max_timestamp_millis or a filter")
+        if max_traces is not None and max_traces < 1:
+            raise InvalidInput(f"max_traces must be at least 1, got {max_traces}")
+        ids = None if trace_ids is None else list(dict.fromkeys(trace_ids))
+        exp = None if experiment_id is None else str(experiment_id)
+
+        def plan(snap: Snapshot) -> DeleteReport:
+            from .filters import ast as A
+            from .query import select
+
+            missing: list[str] = []
+            if ids is not None:
+                found = snap.get_many(ids)
+                missing = [i for i in ids if i not in found]
+                docs: Iterable[dict] = (
+                    found[i] for i in ids if i in found and exp in (None, found[i]["experiment_id"])
+                )
+            else:
+                node = _parse(filter_string)
+                if max_timestamp_millis is not None:
+                    older = A.Compare(
+                        A.Field("attribute", "timestamp_ms"), "<=", A.Number(max_timestamp_millis)
+                    )
+                    node = older if node is None else A.And((node, older))
+                docs = select(snap, node, None if exp is None else [exp])
+            victims = sorted((d["timestamp_ms"], d["trace_id"]) for d in docs)
+            if max_traces is not None:
+                victims = victims[:max_traces]  # the oldest first, as MLflow
+            return DeleteReport([tid for _ts, tid in victims], missing, dry_run)
+
+        if dry_run:
+            with self.store.snapshot() as snap:
+                return plan(snap)
+
+        def build(snap: Snapshot) -> tuple[dict | None, DeleteReport]:
+            report = plan(snap)
+            if not report.trace_ids:
+                return None, report
+            report.written = True
+            return {"op": "del", "ids": report.trace_ids}, report
+
+        return self.store.write(build)
+
     # -- experiments ---------------------------------------------------------------------------
 
     def create_experiment(self, name: str) -> str:
@@ -295,14 +383,7 @@ class TracetagClient:
     def list_experiments(self) -> list[dict]:
         with self.store.snapshot() as snap:
             exps = snap.experiments()
-            counts: dict[str, int] = {}
-            for tid, raw in snap.base.iter_raw():
-                if tid in snap.overlay.puts:
-                    continue
-                eid = orjson.loads(raw)["experiment_id"]
-                counts[eid] = counts.get(eid, 0) + 1
-            for doc in snap.overlay.puts.values():
-                counts[doc["experiment_id"]] = counts.get(doc["experiment_id"], 0) + 1
+            counts = Counter(d["experiment_id"] for d in snap.iter_docs())
         return [{**e, "traces": counts.get(e["experiment_id"], 0)} for e in exps]
 
     def get_experiment_by_name(self, name: str) -> dict | None:

@@ -215,10 +215,11 @@ def check(store: Store) -> CheckReport:
             overlay.apply(rec)
         except (ValueError, KeyError, TypeError) as e:
             report.errors.append(f"{store.journal_path}: unusable record ({e})")
-    report.facts["traces"] = len(set(docs) | set(overlay.puts))
+    live = {tid: overlay.merge(d) for tid, d in docs.items() if tid not in overlay.deleted}
+    merged = live | overlay.puts
+    report.facts["traces"] = len(merged)
     spans = _Spans(store, meta)
     try:
-        merged = {tid: overlay.merge(d) for tid, d in docs.items()} | overlay.puts
         unreadable = [t for t, d in merged.items() if d.get("spans_at") and not spans.readable(d)]
     finally:
         spans.close()
@@ -255,7 +256,7 @@ def repair(store: Store) -> dict[str, Any]:
                     overlay.apply(rec)
                 except (ValueError, KeyError, TypeError):
                     unusable += 1
-        merged = {tid: overlay.merge(d) for tid, d in docs.items()}
+        merged = {tid: overlay.merge(d) for tid, d in docs.items() if tid not in overlay.deleted}
         merged.update(overlay.puts)
         lost_spans = 0
         spans = _Spans(store, meta)

@@ -404,6 +404,8 @@ class Overlay:
     # Tag changes for traces whose document is in the base: key -> value, or None to delete.
     deltas: dict[str, dict[str, str | None]] = field(default_factory=dict)
     experiments: dict[str, dict] = field(default_factory=dict)
+    # Traces deleted since the base was written (a later put brings one back).
+    deleted: set[str] = field(default_factory=set)
 
     def apply(self, rec: dict) -> None:
         op = rec.get("op")
@@ -414,6 +416,12 @@ class Overlay:
             doc = rec["doc"]
             self.puts[doc["trace_id"]] = doc
             self.deltas.pop(doc["trace_id"], None)
+            self.deleted.discard(doc["trace_id"])
+        elif op == "del":
+            for tid in rec["ids"]:
+                self.puts.pop(tid, None)
+                self.deltas.pop(tid, None)
+                self.deleted.add(tid)
         elif op == "tag":
             sets: dict[str, str] = rec.get("set") or {}
             dels: list[str] = rec.get("del") or []
@@ -465,7 +473,30 @@ class Overlay:
             dict(self.puts),
             dict(self.deltas),
             dict(self.experiments),
+            set(self.deleted),
         )
+
+    def merged(self, base: _Base) -> Iterator[tuple[str, bytes, dict | None]]:
+        """Every live trace as (id, its base bytes, its document if the journal changed it).
+
+        The one place that lays the journal over the base: base order first, then the traces
+        only the journal has (their bytes are empty); deleted traces are left out.
+        """
+        puts, deltas, deleted = self.puts, self.deltas, self.deleted
+        seen: set[str] = set()
+        for tid, raw in base.iter_raw():
+            if tid in deleted:
+                continue
+            if tid in puts:
+                seen.add(tid)
+                yield tid, raw, puts[tid]
+            elif tid in deltas:
+                yield tid, raw, self.merge(_loads_doc(base, tid, raw))
+            else:
+                yield tid, raw, None
+        for tid, doc in puts.items():
+            if tid not in seen:
+                yield tid, b"", doc
 
 
 def _read_journal(path: Path, overlay: Overlay | None) -> Overlay:
@@ -520,6 +551,13 @@ def _read_journal(path: Path, overlay: Overlay | None) -> Overlay:
 
 # ---------------------------------------------------------------------------------------------
 # Snapshots and the store
+
+
+def _loads_doc(base: _Base, tid: str, raw: bytes) -> dict:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise StoreCorrupted(f"{base.path}: damaged store, unreadable document for {tid}") from None
 
 
 def _read_spans_at(path: Path, doc: dict, fh: Any) -> list[dict]:
@@ -604,51 +642,27 @@ class Snapshot:
         changed are always parsed, since their JSON on disk is not what is matched.
         ``progress(done, total)`` is called every few thousand documents, in bytes of the base.
         """
-        ov = self.overlay
-        puts, deltas = ov.puts, ov.deltas
-        loads = orjson.loads
-        seen: set[str] = set()
         total = self.base.stat.st_size if self.base.stat else 0
         done = 0
-        raw_out: bytes | None
-        for n, (tid, raw) in enumerate(self.base.iter_raw()):
+        for n, (tid, raw, changed) in enumerate(self.overlay.merged(self.base)):
             if progress is not None:
                 done += len(raw) + len(tid) + 6
                 if n % 4096 == 0:
                     progress(done, total)
-            raw_out = None
-            if tid in puts:
-                seen.add(tid)
-                doc = puts[tid]
-            elif tid in deltas:
-                doc = ov.merge(loads(raw))
-            else:
+            if changed is None:
                 if required and not all(r in raw for r in required):
                     continue
-                try:
-                    doc = loads(raw)
-                except orjson.JSONDecodeError:
-                    raise StoreCorrupted(
-                        f"{self.base.path}: damaged store, unreadable document for {tid}"
-                    ) from None
-                raw_out = raw
+                doc, raw_out = _loads_doc(self.base, tid, raw), raw
+            else:
+                doc, raw_out = changed, None
             if experiment_ids is not None and doc["experiment_id"] not in experiment_ids:
                 continue
             if predicate(doc) is True:
                 yield doc, raw_out
-        for tid, doc in puts.items():
-            if tid in seen:
-                continue
-            if experiment_ids is not None and doc["experiment_id"] not in experiment_ids:
-                continue
-            if predicate(doc) is True:
-                yield doc, None
 
     def ids(self) -> set[str]:
         """Every trace id, without parsing documents."""
-        found = {tid for tid, _raw in self.base.iter_raw()}
-        found.update(self.overlay.puts)
-        return found
+        return {tid for tid, _raw, _doc in self.overlay.merged(self.base)}
 
     def get_many(self, trace_ids: Iterable[str]) -> dict[str, dict]:
         """Documents by id (absent ids are left out); one pass over the base for many ids."""
@@ -656,17 +670,15 @@ class Snapshot:
         if len(wanted) <= 64:
             found = {tid: self.get(tid) for tid in wanted}
             return {tid: doc for tid, doc in found.items() if doc is not None}
-        out: dict[str, dict] = {}
-        ov = self.overlay
-        for tid, raw in self.base.iter_raw():
-            if tid in wanted and tid not in ov.puts:
-                out[tid] = ov.merge(orjson.loads(raw))
-        for tid, doc in ov.puts.items():
-            if tid in wanted:
-                out[tid] = doc
-        return out
+        return {
+            tid: _loads_doc(self.base, tid, raw) if doc is None else doc
+            for tid, raw, doc in self.overlay.merged(self.base)
+            if tid in wanted
+        }
 
     def get(self, trace_id: str) -> dict | None:
+        if trace_id in self.overlay.deleted:
+            return None
         doc = self.overlay.puts.get(trace_id)
         if doc is not None:
             return doc
@@ -1027,22 +1039,9 @@ class Store:
                 overlay = Overlay()
             generation = base.generation + 1
             folded = overlay.records
-            puts, deltas = overlay.puts, overlay.deltas
 
             def merged() -> Iterator[tuple[str, bytes, dict | None]]:
-                """(id, bytes, doc when the journal changed it), base order then new traces."""
-                seen = set()
-                for tid, raw in base.iter_raw():
-                    if tid in puts:
-                        seen.add(tid)
-                        yield tid, raw, puts[tid]
-                    elif tid in deltas:
-                        yield tid, raw, overlay.merge(orjson.loads(raw))
-                    else:
-                        yield tid, raw, None
-                for tid, doc in puts.items():
-                    if tid not in seen:
-                        yield tid, b"", doc
+                return overlay.merged(base)
 
             if vacuum:
                 new_spans = self.path.with_name(f"{self.path.name}-spans.{generation}")

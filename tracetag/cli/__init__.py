@@ -344,6 +344,66 @@ def export(
     typer.echo(f"exported {n} traces", err=True)
 
 
+@app.command()
+def delete(
+    ctx: typer.Context,
+    trace_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Trace ids, or - to read them from stdin.",
+            autocompletion=complete_trace_ids,
+            show_default=False,
+        ),
+    ] = None,
+    filter_string: FilterOpt = None,
+    experiment_id: ExpOpt = None,
+    max_traces: Annotated[
+        int | None, typer.Option("--max-traces", min=1, help="Delete at most the N oldest.")
+    ] = None,
+    dry_run: DryRunOpt = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask before deleting by filter.")
+    ] = False,
+    output: TextOutput = None,
+) -> None:
+    """Delete traces by id or by filter, in one atomic write.
+
+    Deleting by filter asks first on a terminal and needs --yes in a script.
+    Example: tracetag delete -f "timestamp_ms < now() - 30d" --dry-run
+    """
+    st = _state(ctx)
+    if (trace_ids and filter_string is not None) or (not trace_ids and filter_string is None):
+        raise InvalidInput("give trace ids or --filter (one of the two)")
+    if experiment_id and len(experiment_id) > 1:
+        raise InvalidInput("delete takes one --experiment-id")
+    exp = experiment_id[0] if experiment_id else None
+    ids = _ids_from(trace_ids) if trace_ids else None
+
+    def run(dry: bool) -> Any:
+        return st.client.delete_traces(
+            exp, None, max_traces, ids, filter_string=filter_string, dry_run=dry
+        )
+
+    if filter_string is not None and not dry_run and not yes:
+        planned = run(True)
+        if planned.deleted and not _confirm(f"Delete {planned.deleted} traces?"):
+            raise InvalidInput(
+                f"not deleting {planned.deleted} traces without confirmation; add --yes"
+            )
+    report = run(dry_run)
+    _render().delete_report(report, output or "text")
+    if report.not_found:
+        raise typer.Exit(1)
+
+
+def _confirm(question: str) -> bool:
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 # ---------------------------------------------------------------------------------------------
 # tag ...
 

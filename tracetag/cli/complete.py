@@ -50,8 +50,9 @@ def trace_ids(ctx: Any, incomplete: str) -> list[str]:
                         break
         elif snap.base._tables is not None:
             out += [t for t in (snap.base._tables.get("traces") or {}) if t.startswith(incomplete)]
+        gone = snap.overlay.deleted
     already = set(ctx.params.get("args") or [])
-    return [t for t in dict.fromkeys(out) if t not in already][:MAX_ITEMS]
+    return [t for t in dict.fromkeys(out) if t not in already and t not in gone][:MAX_ITEMS]
 
 
 def _recent_keys(store: Store, ids: list[str]) -> list[str]:

@@ -321,6 +321,21 @@ def tag_report(report: Any, fmt: str, color: bool, show_changes: bool = False) -
         _err(f"tracetag: trace {tid} has no tag {key!r}")
 
 
+def delete_report(report: Any, fmt: str) -> None:
+    if fmt == "json":
+        _write_json(report.to_dict())
+    elif report.dry_run:
+        sys.stdout.write("".join(f"{tid}\n" for tid in report.trace_ids))
+        sys.stdout.flush()
+    verb = "would delete" if report.dry_run else "deleted"
+    _err(
+        f"{verb} {report.deleted} traces"
+        + (f", {len(report.not_found)} not found" if report.not_found else "")
+    )
+    for tid in report.not_found:
+        _err(f"tracetag: trace not found: {tid}")
+
+
 def edit_result(result: Any) -> None:
     if result.error:
         _err(f"tracetag: error: {result.error}")

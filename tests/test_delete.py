@@ -1,0 +1,96 @@
+"""Deleting traces: by id, by filter and age (MLflow's delete_traces), atomically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tracetag
+from tracetag.api import TracetagClient
+from tracetag.maintenance import check
+from tracetag.store import Store
+
+from .conftest import TRACES_JSONL
+
+A = "tr-6663f3d7173cfa73b65948ca5fbc00b3"
+B = "tr-72cb64eba1502f29d5a590b4fab5f196"
+
+
+def ids(cli, *args: str) -> list[str]:
+    return cli("search", "--all", "-o", "ids", *args).stdout.split()
+
+
+def test_delete_by_id_everywhere_at_once(cli, conformance_store):
+    before = set(ids(cli))
+    result = cli("delete", A, B, "tr-" + "0" * 32)
+    assert result.exit_code == 1  # one unknown id, the rest deleted
+    assert result.stderr.splitlines()[0] == "deleted 2 traces, 1 not found"
+    after = set(ids(cli))
+    assert after == before - {A, B}
+    assert cli("show", A).exit_code == 1
+    assert cli("tag", "set", A, "x=1").exit_code == 1
+    exps = {
+        e["experiment_id"]: e["traces"]
+        for e in TracetagClient(conformance_store).list_experiments()
+    }
+    assert exps["1"] == 298
+    store = Store(conformance_store)
+    store.compact()
+    assert set(ids(cli)) == after and check(Store(conformance_store)).ok
+    assert A.encode() not in conformance_store.read_bytes()
+
+
+def test_delete_by_filter_needs_confirmation_in_scripts(cli, conformance_store):
+    errors = ids(cli, "-f", "status = 'ERROR'")
+    dry = cli("delete", "-f", "status = 'ERROR'", "--dry-run")
+    assert sorted(dry.stdout.split()) == sorted(errors) and "would delete 48 traces" in dry.stderr
+    refused = cli("delete", "-f", "status = 'ERROR'")
+    assert refused.exit_code == 2 and "add --yes" in refused.stderr
+    assert len(ids(cli)) == 320
+    done = cli("delete", "-f", "status = 'ERROR'", "--yes", "-o", "json")
+    assert json.loads(done.stdout)["deleted"] == 48
+    assert ids(cli, "-f", "status = 'ERROR'") == [] and len(ids(cli)) == 272
+
+
+def test_delete_oldest_first_within_an_experiment(cli, conformance_client):
+    oldest = [
+        t.info.trace_id
+        for t in conformance_client.search_traces(
+            ["2"], order_by=["timestamp_ms ASC"], max_results=3
+        )
+    ]
+    result = cli("delete", "-f", "status != 'NONE'", "-x", "2", "--max-traces", "3", "-y")
+    assert result.exit_code == 0 and "deleted 3 traces" in result.stderr
+    left = ids(cli, "-x", "2")
+    assert len(left) == 17 and not set(oldest) & set(left)
+
+
+def test_mlflow_shaped_delete_traces(conformance_store):
+    tracetag.set_store(conformance_store)
+    client = TracetagClient(conformance_store)
+    cutoff = sorted(t.info.timestamp_ms for t in client.search_traces(["1"], max_results=None))[9]
+    assert tracetag.delete_traces(experiment_id="1", max_timestamp_millis=cutoff) == 10
+    assert tracetag.delete_traces(experiment_id="1", trace_ids=[A]) == 0  # already deleted or not
+    assert len(client.search_traces(["1"], max_results=None)) == 290
+    with pytest.raises(tracetag.InvalidInput, match="give trace ids"):
+        tracetag.delete_traces(experiment_id="1")
+
+
+def test_reimport_brings_a_deleted_trace_back_and_vacuum_reclaims(cli, conformance_store):
+    assert cli("delete", A).exit_code == 0
+    assert cli("import", str(TRACES_JSONL)).exit_code == 0
+    assert A in ids(cli)
+    assert len(TracetagClient(conformance_store).get_trace(A).data.spans) == 2
+    production = len(ids(cli, "-f", "tags.environment = 'production'"))
+    assert cli("delete", "-f", "tags.environment = 'production'", "-y").exit_code == 0
+    assert cli("store", "compact", "--vacuum").exit_code == 0
+    report = check(Store(conformance_store))
+    assert report.ok and report.facts["spans_dead_bytes"] == 0
+    assert report.facts["traces"] == 320 - production
+
+
+def test_delete_is_one_write(conformance_store):
+    store = Store(conformance_store)
+    report = TracetagClient(store).delete_traces(filter_string="status = 'OK'")
+    assert report.deleted == 272 and store.writes == 1
