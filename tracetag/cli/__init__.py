@@ -108,6 +108,7 @@ def root(
         Path | None,
         typer.Option(
             "--store",
+            metavar="PATH",
             envvar="TRACETAG_STORE",
             help="Store file (default: $TRACETAG_STORE, else the per-user data folder).",
             show_default=False,
@@ -156,6 +157,7 @@ FilterOpt = Annotated[
     typer.Option(
         "--filter",
         "-f",
+        metavar="FILTER",
         help="Filter, e.g. \"tags.environment = 'production'\".",
         show_default=False,
     ),
@@ -165,6 +167,7 @@ ExpOpt = Annotated[
     typer.Option(
         "--experiment-id",
         "-x",
+        metavar="ID",
         help="Experiment id (repeatable; default: all).",
         autocompletion=complete_experiments,
         show_default=False,
@@ -193,6 +196,7 @@ def _output(*choices: str) -> Any:
     return typer.Option(
         "--output",
         "-o",
+        metavar="FORMAT",
         help=f"Output format: {', '.join(choices)}.",
         callback=_choice(choices),
         autocompletion=lambda: list(choices),
@@ -225,18 +229,21 @@ def search(
     order_by: Annotated[
         list[str] | None,
         typer.Option(
-            "--order-by", help="KEY [ASC|DESC] (repeatable), e.g. 'execution_time_ms DESC'."
+            "--order-by",
+            metavar="KEY",
+            help="KEY [ASC|DESC] (repeatable), e.g. 'execution_time_ms DESC'.",
         ),
     ] = None,
     max_results: Annotated[
-        int, typer.Option("--max-results", "-n", min=1, help="Traces per page.")
+        int, typer.Option("--max-results", "-n", metavar="N", min=1, help="Traces per page.")
     ] = 100,
     all_results: Annotated[
         bool, typer.Option("--all", "-a", help="Every match, no paging.")
     ] = False,
     experiment_id: ExpOpt = None,
     page_token: Annotated[
-        str | None, typer.Option("--page-token", help="Token printed by the previous page.")
+        str | None,
+        typer.Option("--page-token", metavar="TOKEN", help="Token printed by the previous page."),
     ] = None,
     output: SearchOutput = None,
     explain: Annotated[
@@ -268,7 +275,9 @@ def search(
 @app.command()
 def show(
     ctx: typer.Context,
-    trace_id: Annotated[str, typer.Argument(help="Trace id.", autocompletion=complete_trace_ids)],
+    trace_id: Annotated[
+        str, typer.Argument(help="Trace id.", metavar="TRACE_ID", autocompletion=complete_trace_ids)
+    ],
     output: ShowOutput = None,
 ) -> None:
     """Show a trace: info, tags, metadata and the span tree.
@@ -288,7 +297,10 @@ def show(
 def import_(
     ctx: typer.Context,
     file: Annotated[
-        str, typer.Argument(help="MLflow or tracetag trace JSON (array or lines); - for stdin.")
+        str,
+        typer.Argument(
+            help="MLflow or tracetag trace JSON (array or lines); - for stdin.", metavar="FILE"
+        ),
     ],
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the readable traces, report the rest.")
@@ -325,7 +337,8 @@ def export(
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
     out: Annotated[
-        str | None, typer.Option("--out", "-O", help="Write to this file instead of stdout.")
+        str | None,
+        typer.Option("--out", "-O", metavar="FILE", help="Write to this file instead of stdout."),
     ] = None,
 ) -> None:
     """Export traces (info and spans) as tracetag JSON lines, which import back identically.
@@ -351,6 +364,7 @@ def delete(
         list[str] | None,
         typer.Argument(
             help="Trace ids, or - to read them from stdin.",
+            metavar="TRACE_ID",
             autocompletion=complete_trace_ids,
             show_default=False,
         ),
@@ -358,7 +372,8 @@ def delete(
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
     max_traces: Annotated[
-        int | None, typer.Option("--max-traces", min=1, help="Delete at most the N oldest.")
+        int | None,
+        typer.Option("--max-traces", metavar="N", min=1, help="Delete at most the N oldest."),
     ] = None,
     dry_run: DryRunOpt = False,
     yes: Annotated[
@@ -407,8 +422,6 @@ def _confirm(question: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # tag ...
 
-IdsAndArgs = Annotated[list[str] | None, typer.Argument(show_default=False)]
-
 
 def _ids_from(args: list[str]) -> list[str]:
     ids: list[str] = []
@@ -433,6 +446,7 @@ def tag_set(
         list[str],
         typer.Argument(
             help="Trace ids (or - to read ids from stdin), then key=value pairs.",
+            metavar="TRACE_ID|KEY=VALUE",
             autocompletion=complete_trace_ids,
             show_default=False,
         ),
@@ -501,6 +515,7 @@ def tag_delete(
         list[str],
         typer.Argument(
             help="Trace ids (or -), then keys to delete. With --filter, every argument is a key.",
+            metavar="TRACE_ID|KEY",
             autocompletion=complete_tag_keys,
             show_default=False,
         ),
@@ -534,7 +549,9 @@ def tag_delete(
 @tag_app.command("list")
 def tag_list(
     ctx: typer.Context,
-    trace_id: Annotated[str, typer.Argument(help="Trace id.", autocompletion=complete_trace_ids)],
+    trace_id: Annotated[
+        str, typer.Argument(help="Trace id.", metavar="TRACE_ID", autocompletion=complete_trace_ids)
+    ],
     output: KeyValueOutput = None,
 ) -> None:
     """List the tags of a trace.
@@ -551,7 +568,9 @@ def tag_list(
 @tag_app.command("edit")
 def tag_edit(
     ctx: typer.Context,
-    trace_id: Annotated[str, typer.Argument(help="Trace id.", autocompletion=complete_trace_ids)],
+    trace_id: Annotated[
+        str, typer.Argument(help="Trace id.", metavar="TRACE_ID", autocompletion=complete_trace_ids)
+    ],
 ) -> None:
     """Edit a trace's tags in $VISUAL / $EDITOR, one 'key = value' per line.
 
@@ -596,7 +615,9 @@ def tags_keys(
 @tags_app.command("values")
 def tags_values(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(help="Tag key.", autocompletion=complete_tag_keys)],
+    key: Annotated[
+        str, typer.Argument(help="Tag key.", metavar="KEY", autocompletion=complete_tag_keys)
+    ],
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
     output: RowsOutput = None,
@@ -626,6 +647,7 @@ def stats(
         typer.Option(
             "--group-by",
             "-g",
+            metavar="KEY",
             help="tags.KEY, metadata.KEY, status, name or another attribute (repeatable).",
             autocompletion=complete_fields,
         ),
@@ -636,6 +658,7 @@ def stats(
         str,
         typer.Option(
             "--sort",
+            metavar="COLUMN",
             help="count, error_rate, mean, p50, p95, p99, max or group.",
             callback=_choice(("count", "error_rate", "mean", "p50", "p95", "p99", "max", "group")),
         ),
@@ -670,7 +693,11 @@ def lint(
     ] = False,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="tracetag.toml or pyproject.toml with [tool.tracetag.lint]."),
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="tracetag.toml or pyproject.toml with [tool.tracetag.lint].",
+        ),
     ] = None,
     output: TableOutput = None,
 ) -> None:
@@ -716,7 +743,8 @@ def experiments_list(ctx: typer.Context, output: RowsOutput = None) -> None:
 
 @exp_app.command("create")
 def experiments_create(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Experiment name.")]
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Experiment name.", metavar="NAME")],
 ) -> None:
     """Create an experiment (or print the id of the one with that name).
 
@@ -785,10 +813,10 @@ def store_compact(
 def demo(
     ctx: typer.Context,
     traces: Annotated[
-        int, typer.Option("--traces", "-n", min=1, help="How many traces to record.")
+        int, typer.Option("--traces", "-n", metavar="N", min=1, help="How many traces to record.")
     ] = 200,
     seed: Annotated[
-        int, typer.Option("--seed", help="Random seed, for the same data each time.")
+        int, typer.Option("--seed", metavar="N", help="Random seed, for the same data each time.")
     ] = 7,
 ) -> None:
     """Record realistic sample traces (through the tracing API) into the store.
@@ -809,7 +837,10 @@ def demo(
 @app.command()
 def completion(
     shell: Annotated[
-        str, typer.Argument(help="bash, zsh or fish.", callback=_choice(("bash", "zsh", "fish")))
+        str,
+        typer.Argument(
+            help="bash, zsh or fish.", metavar="SHELL", callback=_choice(("bash", "zsh", "fish"))
+        ),
     ],
 ) -> None:
     """Print the shell completion script (the files in completions/ are this output).
