@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import tracetag.api as api
 from tracetag.api import TracetagClient
 from tracetag.errors import NotAStore, StoreCorrupted
 from tracetag.maintenance import check, repair
@@ -261,7 +262,7 @@ WRITER = r"""
 import sys, os
 from tracetag.store import Store
 from tracetag.api import TracetagClient
-store = Store(sys.argv[1], compact_bytes=int(sys.argv[2]))
+store = Store(sys.argv[1], compact_bytes=int(sys.argv[2]), durability=sys.argv[4])
 client = TracetagClient(store)
 start = int(sys.argv[3])
 doc = lambda i: {"trace_id": "tr-%032x" % i, "experiment_id": "0", "name": "t", "timestamp_ms": i,
@@ -275,14 +276,15 @@ while True:
 """
 
 
-def test_sigkill_at_any_moment_keeps_every_acknowledged_write(store_path):
+@pytest.mark.parametrize("durability", ["full", "process"])
+def test_sigkill_at_any_moment_keeps_every_acknowledged_write(store_path, durability):
     """A writer killed mid-write (append, fsync or compaction) leaves a loadable store with
-    every write it had acknowledged."""
+    every write it had acknowledged, at both durability levels (kill -9 is a process crash)."""
     acked: set[int] = set()
     start = 0
     for round_ in range(6):
         proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(store_path), "3000", str(start)],
+            [sys.executable, "-c", WRITER, str(store_path), "3000", str(start), durability],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -490,3 +492,15 @@ def test_vacuum_reclaims_replaced_spans_and_keeps_every_reader_working(store_pat
     }
     assert final == before
     assert check(Store(store_path)).ok
+
+
+def test_durability_level_from_environment(store_path, monkeypatch, cli):
+    monkeypatch.setenv("TRACETAG_DURABILITY", "process")
+    assert Store(store_path).durability == "process"
+    assert cli("experiments", "create", "fast").exit_code == 0
+    assert cli("experiments", "list", "-o", "json").stdout.count('"fast"') == 1
+    monkeypatch.setenv("TRACETAG_DURABILITY", "sometimes")
+    api._STORES.clear()  # a process opens its stores once; this test plays two processes
+    result = cli("experiments", "list")
+    assert result.exit_code == 2
+    assert "durability must be 'full' or 'process', not 'sometimes'" in result.stderr
