@@ -1054,16 +1054,12 @@ class Store:
                 overlay = Overlay()
             generation = base.generation + 1
             folded = overlay.records
-
-            def merged() -> Iterator[tuple[str, bytes, dict | None]]:
-                return overlay.merged(base)
-
             if vacuum:
                 new_spans = self.path.with_name(f"{self.path.name}-spans.{generation}")
-                moved = _copy_live_spans(old_spans, new_spans, merged())
+                moved = _copy_live_spans(old_spans, new_spans, overlay.merged(base))
 
             def traces() -> Iterator[tuple[str, bytes]]:
-                for tid, raw, doc in merged():
+                for tid, raw, doc in overlay.merged(base):
                     if tid in moved:
                         doc = {**(doc or orjson.loads(raw)), "spans_at": moved[tid]}
                     yield tid, raw if doc is None else orjson.dumps(doc)
