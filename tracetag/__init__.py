@@ -31,6 +31,7 @@ from .errors import (
     StoreCorrupted,
     StoreError,
     StoreLocked,
+    TagNotFound,
     TraceNotFound,
     TracetagError,
 )
@@ -39,7 +40,6 @@ _LAZY = {
     "TracetagClient": ".api",
     "MlflowClient": ".api",
     "PagedList": ".api",
-    "TagNotFound": ".api",
     "set_store": ".api",
     "get_client": ".api",
     "Trace": ".model",
@@ -99,7 +99,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .api import PagedList, TagNotFound, TracetagClient, get_client, set_store
+    from .api import PagedList, TracetagClient, get_client, set_store
     from .api import TracetagClient as MlflowClient
     from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
     from .store import Store

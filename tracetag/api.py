@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from .errors import ExperimentNotFound, InvalidInput, TraceNotFound, TracetagError
+from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
 from .model import Span, Trace, TraceData, TraceInfo
 from .store import Snapshot, Store, resolve_store_path
 from .tags import TagChange, TagReport, plan_change, tag_record, validate_key, validate_tags
@@ -30,10 +30,6 @@ __all__ = [
     "get_client",
     "set_store",
 ]
-
-
-class TagNotFound(TracetagError):
-    pass
 
 
 class PagedList(list):

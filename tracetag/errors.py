@@ -17,6 +17,7 @@ __all__ = [
     "StoreCorrupted",
     "StoreError",
     "StoreLocked",
+    "TagNotFound",
     "TraceNotFound",
     "TracetagError",
 ]
@@ -32,6 +33,10 @@ class TraceNotFound(TracetagError):
     def __init__(self, trace_id: str):
         super().__init__(f"trace not found: {trace_id}")
         self.trace_id = trace_id
+
+
+class TagNotFound(TracetagError):
+    """Deleting a tag the trace does not have (as MLflow, which raises too)."""
 
 
 class ExperimentNotFound(TracetagError):
