@@ -49,3 +49,12 @@ def test_store_info_compact_and_check(cli, conformance_store):
     assert check["ok"] and check["traces"] == 320 and check["journal_records"] == 0
     text = cli("store", "check").stdout
     assert text.rstrip().endswith("ok")
+
+
+def test_experiment_option_takes_names(cli, store_path):
+    assert cli("demo", "--traces", "20").exit_code == 0
+    by_name = cli("search", "-x", "demo", "--all", "-o", "ids").stdout.split()
+    by_id = cli("search", "-x", "1", "--all", "-o", "ids").stdout.split()
+    assert by_name == by_id and len(by_id) == 20
+    assert cli("search", "-x", "Default", "--all", "-o", "ids").stdout == ""
+    assert cli("search", "-x", "no-such", "--all", "-o", "ids").stdout == ""

@@ -382,6 +382,14 @@ class TracetagClient:
             counts = Counter(d["experiment_id"] for d in snap.iter_docs())
         return [{**e, "traces": counts.get(e["experiment_id"], 0)} for e in exps]
 
+    def resolve_experiment_ids(self, values: Iterable[str]) -> list[str]:
+        """Experiment ids for ids or names (an id wins; an unknown value stays as given)."""
+        with self.store.snapshot() as snap:
+            exps = snap.experiments()
+        ids = {e["experiment_id"] for e in exps}
+        by_name = {e["name"]: e["experiment_id"] for e in exps}
+        return [v if v in ids else by_name.get(v, v) for v in values]
+
     def get_experiment_by_name(self, name: str) -> dict | None:
         with self.store.snapshot() as snap:
             return next((e for e in snap.experiments() if e["name"] == name), None)

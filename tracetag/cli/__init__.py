@@ -162,14 +162,24 @@ FilterOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _experiments_by_name(ctx: typer.Context, values: list[str] | None) -> list[str] | None:
+    """Let ``-x`` take an experiment's name as well as its id."""
+    if not values or ctx.resilient_parsing:
+        return values
+    return _state(ctx).client.resolve_experiment_ids(values)
+
+
 ExpOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--experiment-id",
         "-x",
         metavar="ID",
-        help="Experiment id (repeatable; default: all).",
+        help="Experiment id or name (repeatable; default: all).",
         autocompletion=complete_experiments,
+        callback=_experiments_by_name,
         show_default=False,
     ),
 ]
