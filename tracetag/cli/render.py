@@ -10,7 +10,7 @@ import csv
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -117,17 +117,20 @@ def _table(
     rows: Iterable[Sequence[Any]],
     color: bool,
     wrap: Sequence[str] = (),
+    right: Sequence[str] = (),
     **kw: Any,
 ) -> None:
-    """A Rich table; columns not named in ``wrap`` never wrap (ids and times stay whole)."""
+    """A Rich table; columns not named in ``wrap`` never wrap (ids and times stay whole), and
+    those in ``right`` (numbers) align right."""
     from rich.table import Table
 
     table = Table(header_style="bold" if color else None, **kw)
     for name in header:
+        justify: Literal["left", "right"] = "right" if name in right else "left"
         if name in wrap:
-            table.add_column(name, overflow="fold", ratio=1)
+            table.add_column(name, overflow="fold", ratio=1, justify=justify)
         else:
-            table.add_column(name, no_wrap=True)
+            table.add_column(name, no_wrap=True, justify=justify)
     for row in rows:
         table.add_row(*("" if c is None else str(c) for c in row))
     _console(color).print(table)
@@ -164,7 +167,7 @@ def traces(page: Any, fmt: str, color: bool) -> None:
         ]
         rows = (_trace_row(TraceInfo.from_dict(d), pretty, color) for d in page)
         if pretty:
-            _table(header, rows, color, wrap=("name", "tags"))
+            _table(header, rows, color, wrap=("name", "tags"), right=("duration",))
         else:
             (_csv if fmt == "csv" else _tsv)(header, rows)
     out.flush()
@@ -438,7 +441,8 @@ def stats(result: Any, fmt: str, color: bool) -> None:
             "max",
             "mean ▁▃▅█",
         ]
-        _table(header, pretty, color, wrap=tuple(result.group_names))
+        numbers = ("count", "errors", "mean", "p50", "p95", "p99", "max")
+        _table(header, pretty, color, wrap=tuple(result.group_names), right=numbers)
         _err(
             f"{sum(r['count'] for r in data)} traces in {len(data)} groups; "
             "percentiles are nearest-rank"
