@@ -187,7 +187,7 @@ def _trace_row(i: TraceInfo, pretty: bool, color: bool) -> tuple[Any, ...]:
     """One listing row: formatted for a terminal, or raw values for pipes and spreadsheets."""
     tags = sorted(_user_tags(i.tags).items())
     if pretty:
-        shown = _escape(", ".join(f"{k}={v}" for k, v in tags))
+        shown = _escape("\n".join(f"{k}={v}" for k, v in tags))  # one tag a line
         status = _status(i.status, color)
         return (
             i.trace_id,
