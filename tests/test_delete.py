@@ -94,3 +94,35 @@ def test_delete_is_one_write(conformance_store):
     store = Store(conformance_store)
     report = TracetagClient(store).delete_traces(filter_string="status = 'OK'")
     assert report.deleted == 272 and store.writes == 1
+
+
+def test_delete_by_filter_asks_on_a_terminal(conformance_store):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    def run(answer: bytes) -> tuple[int, bytes]:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tracetag", "delete", "-f", "status = 'ERROR'"],
+            stdin=slave,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+            env={**os.environ, "TRACETAG_STORE": str(conformance_store)},
+        )
+        os.close(slave)
+        seen = b""
+        while b"[y/N]" not in seen:
+            seen += os.read(master, 1024)
+        os.write(master, answer)
+        code = proc.wait(timeout=60)
+        os.close(master)
+        return code, seen
+
+    code, prompt = run(b"n\n")
+    assert code == 2 and b"Delete 48 traces? [y/N]" in prompt
+    assert len(TracetagClient(conformance_store).search_traces(max_results=None)) == 320
+    code, _ = run(b"y\n")
+    assert code == 0
+    assert len(TracetagClient(conformance_store).search_traces(max_results=None)) == 272

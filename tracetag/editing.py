@@ -12,13 +12,13 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidInput, InvalidTag
 from .tags import TagChange, validate_key, validate_value
+from .terminal import ask
 
 __all__ = ["EditResult", "edit_tags", "format_tags", "parse_tags_text"]
 
@@ -91,15 +91,6 @@ def _run_editor(path: str) -> None:
         raise InvalidInput(f"editor {editor!r} exited with status {code}; nothing written")
 
 
-def _ask_reopen() -> bool:
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        return False
-    sys.stderr.write("Reopen the editor to fix it? [Y/n] ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline().strip().lower()
-    return answer in ("", "y", "yes")
-
-
 def edit_tags(client: Any, trace_id: str) -> EditResult:
     with client.snapshot() as snap:
         doc = snap.require(trace_id)
@@ -119,7 +110,7 @@ def edit_tags(client: Any, trace_id: str) -> EditResult:
             try:
                 new = parse_tags_text(text)
             except InvalidInput as e:
-                if _ask_reopen():
+                if ask("Reopen the editor to fix it?", default=True):
                     continue
                 keep = True
                 return EditResult(error=str(e), saved_to=path)

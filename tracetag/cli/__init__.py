@@ -396,6 +396,8 @@ def delete(
     Deleting by filter asks first on a terminal and needs --yes in a script.
     Example: tracetag delete -f "timestamp_ms < now() - 30d" --dry-run
     """
+    from ..terminal import ask
+
     st = _state(ctx)
     if (trace_ids and filter_string is not None) or (not trace_ids and filter_string is None):
         raise InvalidInput("give trace ids or --filter (one of the two)")
@@ -411,7 +413,7 @@ def delete(
 
     if filter_string is not None and not dry_run and not yes:
         planned = run(True)
-        if planned.deleted and not _confirm(f"Delete {planned.deleted} traces?"):
+        if planned.deleted and not ask(f"Delete {planned.deleted} traces?", default=False):
             raise InvalidInput(
                 f"not deleting {planned.deleted} traces without confirmation; add --yes"
             )
@@ -419,14 +421,6 @@ def delete(
     _render().delete_report(report, output or "text")
     if report.not_found:
         raise typer.Exit(1)
-
-
-def _confirm(question: str) -> bool:
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        return False
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 # ---------------------------------------------------------------------------------------------
