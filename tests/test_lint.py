@@ -156,5 +156,25 @@ def test_config_disables_rules(messy, tmp_path, cli, monkeypatch):
     assert bad.exit_code == 2 and "unknown lint rules ['no-such-rule']" in bad.stderr
 
 
+def test_synonyms_are_one_concept_only_when_both_are_used(client, tmp_path):
+    client.log_traces(
+        [
+            Trace(TraceInfo(trace_id="tr-" + "1" * 32, tags={"user_segment": "premium"})),
+            Trace(TraceInfo(trace_id="tr-" + "2" * 32, tags={"user_type": "premium"})),
+        ]
+    )
+    with client.snapshot() as snap:
+        found = [(f.rule, f.key, f.rename_to) for f in lint_store(snap)]
+    assert found == [("inconsistent-key", "user_type", "user_segment")]
+    client.delete_traces(trace_ids=["tr-" + "1" * 32])
+    with client.snapshot() as snap:
+        assert lint_store(snap) == []  # one word used consistently is fine
+    (tmp_path / "tracetag.toml").write_text('[lint]\nsynonyms = { user_type = "customer_tier" }\n')
+    client.log_traces([Trace(TraceInfo(trace_id="tr-" + "3" * 32, tags={"customer_tier": "gold"}))])
+    with client.snapshot() as snap:
+        found = [(f.key, f.rename_to) for f in lint_store(snap, load_config(start=tmp_path))]
+    assert found == [("user_type", "customer_tier")]
+
+
 def test_default_config_when_nothing_found(tmp_path):
     assert load_config(start=tmp_path).disable == LintConfig().disable == set()

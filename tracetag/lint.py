@@ -9,7 +9,8 @@ of ``tracetag.toml``):
 ``version-format``      version-like tags use semantic versions (``2.1`` -> ``v2.1.0``)
 ``numeric-unit``        numeric measurements name their unit (``latency`` -> ``latency_ms``)
 ``value-abbreviation``  no abbreviated well-known values (``PROD`` -> ``production``)
-``inconsistent-key``    one spelling per concept across traces (``env`` / ``environment``)
+``inconsistent-key``    one spelling per concept across traces (``env`` / ``environment``, and
+                        configured synonyms such as ``user_type`` / ``user_segment``)
 ``inconsistent-value``  one spelling per value of a key (``Production`` / ``production``)
 
 The last two are the valuable ones: they look across traces, which no per-write check can do.
@@ -80,6 +81,9 @@ VALUE_ABBREVIATIONS = {
     "stg": "staging",
     "stage": "staging",
 }
+# Different words for one concept (the reference page's "user_type" next to "user_segment");
+# only reported when both spellings are in use, so a store that uses one of them is fine.
+KEY_SYNONYMS = {"user_type": "user_segment"}
 ENUM_KEYS = {"environment", "stage", "tier", "priority", "sla_tier", "variant", "region"}
 MEASURE_WORDS = {
     "time": "ms",
@@ -136,6 +140,7 @@ class LintConfig:
     ignore_keys: list[str] = field(default_factory=lambda: ["mlflow.*"])
     key_abbreviations: dict[str, str] = field(default_factory=lambda: dict(KEY_ABBREVIATIONS))
     value_abbreviations: dict[str, str] = field(default_factory=lambda: dict(VALUE_ABBREVIATIONS))
+    synonyms: dict[str, str] = field(default_factory=lambda: dict(KEY_SYNONYMS))
     source: str | None = None
 
     def enabled(self, rule: str) -> bool:
@@ -186,6 +191,7 @@ def _config_from(table: dict[str, Any], source: str) -> LintConfig:
     cfg.ignore_keys = list(table.get("ignore_keys", cfg.ignore_keys))
     cfg.key_abbreviations.update(table.get("abbreviations", {}))
     cfg.value_abbreviations.update(table.get("value_abbreviations", {}))
+    cfg.synonyms.update(table.get("synonyms", {}))
     return cfg
 
 
@@ -274,7 +280,10 @@ def lint_store(
             values[k][v] += 1
     findings: list[Finding] = []
     # Concepts: keys that normalise to the same spelling.
-    concept: dict[str, str] = {k: normalise_key(k, cfg) for k in key_traces}
+    concept: dict[str, str] = {}
+    for k in key_traces:
+        c = normalise_key(k, cfg)
+        concept[k] = cfg.synonyms.get(c, c)
     groups: dict[str, list[str]] = defaultdict(list)
     for k, c in concept.items():
         groups[c].append(k)
