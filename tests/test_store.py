@@ -505,3 +505,24 @@ def test_durability_level_from_environment(store_path, monkeypatch, cli):
     result = cli("experiments", "list")
     assert result.exit_code == 2
     assert "durability must be 'full' or 'process', not 'sometimes'" in result.stderr
+
+
+def test_unwritable_folder_is_one_line_not_a_traceback(tmp_path, cli):
+    import os
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permissions: use a path under a file
+            target = tmp_path / "a-file"
+            target.write_text("x")
+            store = target / "store.json"
+        else:
+            store = folder / "sub" / "store.json"
+        result = cli("--store", str(store), "experiments", "create", "x")
+        assert result.exit_code == 3
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("tracetag: error: ")
+        assert "Traceback" not in result.output
+    finally:
+        folder.chmod(0o700)

@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from .._version import __version__
-from ..errors import FilterSyntaxError, InvalidInput, TracetagError
+from ..errors import FilterSyntaxError, InvalidInput, StoreError, TracetagError
 
 __all__ = ["app", "main"]
 
@@ -36,6 +36,13 @@ class _Group(TyperGroup):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
+        except OSError as e:
+            # The file system said no (a full disk, a read-only folder): one line, no traceback.
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(StoreError(f"{where}{e.strerror or e}"))
+        except KeyboardInterrupt:
+            sys.stderr.write("tracetag: interrupted\n")
+            sys.exit(130)
 
 
 def _fail(e: TracetagError) -> None:
