@@ -243,7 +243,7 @@ ALPHABET = string.ascii_letters + string.digits + " _.'\"`()=!<>%,-+*/\\\n\t" + 
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.text(alphabet=ALPHABET, max_size=60))
+@given(st.one_of(st.text(max_size=40), st.text(alphabet=ALPHABET, max_size=60)))
 def test_any_text_parses_or_raises_filter_error_with_column(text):
     try:
         node = parse_filter(text)
