@@ -327,19 +327,6 @@ class _Base:
         if not closed or fh.read(1):
             raise StoreCorrupted(f"{self.path}: damaged store, truncated after line {lineno}")
 
-    def iter_docs(self) -> Iterator[dict]:
-        if self._tables is not None:
-            yield from (self._tables.get("traces") or {}).values()
-            return
-        loads = orjson.loads
-        for _tid, raw in self.iter_raw():
-            try:
-                yield loads(raw)
-            except orjson.JSONDecodeError:
-                raise StoreCorrupted(
-                    f"{self.path}: damaged store, unreadable document for {_tid}"
-                ) from None
-
     def find(self, trace_id: str, index: dict[str, tuple[int, int]] | None) -> dict | None:
         """One document by id, without reading the rest of the file."""
         if self._tables is not None:
@@ -362,12 +349,7 @@ class _Base:
                 end = mm.find(b"\n", start)
                 raw = mm[start : end if end >= 0 else len(mm)]
             raw = raw[:-1] if raw.endswith(b",") else raw
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise StoreCorrupted(
-                f"{self.path}: damaged store, unreadable document for {trace_id}"
-            ) from None
+        return _loads_doc(self, trace_id, raw)
 
     def build_index(self) -> dict[str, tuple[int, int]]:
         """Trace id -> (offset, length) of its document, for processes that look up many ids."""
@@ -902,8 +884,8 @@ class Store:
         if overlay.generation != base.generation:
             # No journal for this base (deleted, or a crash right after a compaction's base
             # rename): read the whole base once before trusting it with new appends.
-            for _doc in base.iter_docs():
-                pass
+            for tid, raw in base.iter_raw():
+                _loads_doc(base, tid, raw)
             self._reset_journal(base.generation, base.stat.st_size if base.stat else None)
             overlay = self._refresh_overlay()
         elif overlay.base_size is not None and base.stat and base.stat.st_size != overlay.base_size:
