@@ -19,7 +19,14 @@ import orjson
 from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
 from .model import Span, Trace, TraceData, TraceInfo
 from .store import Snapshot, Store, resolve_store_path
-from .tags import TagChange, TagReport, plan_change, tag_record, validate_key, validate_tags
+from .tags import (
+    TagChange,
+    TagReport,
+    plan_change,
+    tag_record,
+    validate_deletable_key,
+    validate_tags,
+)
 
 __all__ = [
     "DeleteReport",
@@ -200,7 +207,7 @@ class TracetagClient:
             raise TraceNotFound(trace_id)
 
     def delete_trace_tag(self, trace_id: str, key: str) -> None:
-        validate_key(key)
+        validate_deletable_key(key)
         if self._apply_live(trace_id, {}, (key,)):
             return
         report = self.update_tags([trace_id], delete=[key])
@@ -238,7 +245,7 @@ class TracetagClient:
         follows the scan of a filter.
         """
         sets = validate_tags(set or {})
-        dels = [validate_key(k) for k in delete]
+        dels = [validate_deletable_key(k) for k in delete]
         if trace_ids is None and filter_string is None:
             raise InvalidInput("give trace ids or a filter")
         ids = None if trace_ids is None else list(dict.fromkeys(trace_ids))

@@ -17,9 +17,10 @@ from typing import Any
 
 import orjson
 
-from .errors import ImportFormatError
+from .errors import ImportFormatError, InvalidInput
 from .filters.parser import parse_iso_ms
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
+from .schema import check_trace
 
 __all__ = ["ImportResult", "parse_traces", "trace_from_any"]
 
@@ -65,7 +66,11 @@ def _json_attr(value: Any) -> Any:
 def _to_ms(value: Any) -> int:
     if value is None:
         return 0
+    if isinstance(value, bool):
+        raise ValueError(f"unreadable time {value!r}")
     if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"unreadable time {value!r}")
         return int(value)
     text = str(value)
     if text.isdigit():
@@ -79,9 +84,14 @@ def _to_ms(value: Any) -> int:
 def _duration_ms(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.endswith("s"):  # protobuf Duration JSON: "1.853s"
-        return round(float(value[:-1]) * 1000)
-    return int(value)
+    try:
+        if isinstance(value, str) and value.endswith("s"):  # protobuf Duration JSON: "1.853s"
+            return round(float(value[:-1]) * 1000)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError
+        return int(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"unreadable duration {value!r}") from None
 
 
 def _mlflow_span(s: dict[str, Any]) -> Span:
@@ -115,9 +125,15 @@ def _mlflow_span(s: dict[str, Any]) -> Span:
 
 def _kv(value: Any) -> dict[str, str]:
     """MLflow 2 sometimes writes tags as ``[{"key": k, "value": v}]``."""
-    if isinstance(value, list):
-        return {str(x["key"]): str(x["value"]) for x in value}
-    return {str(k): str(v) for k, v in (value or {}).items()}
+    pairs = [(x["key"], x["value"]) for x in value] if isinstance(value, list) else value or {}
+    if isinstance(pairs, dict):
+        pairs = pairs.items()
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError(f"tag and metadata keys and values are strings, not {k!r}: {v!r}")
+        out[k] = v
+    return out
 
 
 def _mlflow_trace(d: dict[str, Any]) -> Trace:
@@ -177,10 +193,10 @@ def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) 
     Unless ``skip_invalid``, the first unreadable record raises ``ImportFormatError`` naming its
     line, so that callers write nothing from a bad file.
     """
-    from .store import valid_trace_id
 
     result = ImportResult()
     items: list[tuple[int, Any]]
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as editors write
     stripped = data.strip()
     whole: Any = None
     if stripped[:1] in (b"[", b"{"):
@@ -210,10 +226,11 @@ def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) 
     for number, obj in items:
         try:
             trace = trace_from_any(obj)
-            if not valid_trace_id(trace.info.trace_id):
-                raise ValueError(f"invalid trace id {trace.info.trace_id!r}")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            msg = str(e) if isinstance(e, ValueError) else f"missing or wrong field {e}"
+            # The store's own rules, so nothing that would break a later read gets in.
+            check_trace(trace.info.to_dict(), [s.to_dict() for s in trace.spans])
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidInput) as e:
+            ok = isinstance(e, ValueError | InvalidInput)
+            msg = str(e) if ok else f"missing or wrong field {e}"
             if not skip_invalid:
                 raise ImportFormatError(f"{source}: {unit} {number}: {msg}") from None
             result.invalid.append((number, msg))

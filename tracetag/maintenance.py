@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from .errors import StoreError
+from .errors import NotAStore, StoreError
 from .store import (
     Overlay,
     Store,
@@ -27,6 +27,7 @@ from .store import (
     _new_meta,
     _read_spans_at,
     decode_record,
+    foreign_kind,
 )
 
 __all__ = ["CheckReport", "check", "info", "repair"]
@@ -237,12 +238,21 @@ def check(store: Store) -> CheckReport:
 
 def repair(store: Store) -> dict[str, Any]:
     """Back up every file, then rebuild base and journal from what is readable."""
+    try:
+        with open(store.path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        head = b""
+    foreign = foreign_kind(head)
+    if foreign:
+        # Never "repair" somebody else's file into an empty store.
+        raise NotAStore(f"{store.path}: {foreign}; nothing was changed")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     backup = store.path.with_name(f"{store.path.name}-backup-{stamp}")
     lock = store._lock()
     lock.acquire(60, store.path)
     try:
-        backup.mkdir(parents=True, exist_ok=False)
+        backup.mkdir(mode=0o700, parents=True, exist_ok=False)
         meta, experiments, docs, bad = _scan_base(store, None)
         for p in (store.path, store.journal_path, store.spans_path_for(meta)):
             if p.exists():

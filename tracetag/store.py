@@ -36,6 +36,8 @@ Invariants that make it safe:
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import mmap
 import os
 import re
@@ -49,7 +51,8 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidInput, NotAStore, StoreCorrupted, StoreLocked, TraceNotFound
+from .errors import InvalidInput, NotAStore, StoreCorrupted, StoreError, StoreLocked, TraceNotFound
+from .schema import check_trace, valid_trace_id
 
 __all__ = [
     "MIGRATIONS",
@@ -74,8 +77,12 @@ _META_PREFIX = b'{"_meta": '
 _EXP_PREFIX = b'"experiments": '
 _TRACES_OPEN = b'"traces": {\n'
 _TRACES_CLOSE = b"}}\n"
-_LINE_RE = re.compile(rb'\n"([^"\n]+)": (\{[^\n]*)')
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_LINE_RE = re.compile(rb'\n"((?:[^"\\\n]|\\.)+)": (\{[^\n]*)')
+# Files are private to their owner unless the store is deliberately shared (docs/store.md):
+# new files take the mode of the existing base file, or this one.
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+log = logging.getLogger("tracetag")
 
 
 def default_store_path() -> Path:
@@ -92,15 +99,147 @@ def default_store_path() -> Path:
 def resolve_store_path(path: str | os.PathLike[str] | None = None) -> Path:
     """``path``, else ``$TRACETAG_STORE``, else the per-user default.
 
-    A directory means the ``store.json`` inside it.
+    A directory means the ``store.json`` inside it. Symbolic links are resolved here, once, so
+    that the journal, span and lock files sit beside the real file (not beside the link) and a
+    compaction never replaces a link with a file. Anything but a regular file is refused: a
+    device or a FIFO as the store would be overwritten or hang the reader.
     """
     chosen = path or os.environ.get("TRACETAG_STORE") or default_store_path()
     p = Path(chosen).expanduser()
-    return p / "store.json" if p.is_dir() else p
+    if p.is_dir():
+        p = p / "store.json"
+    p = Path(os.path.realpath(p))
+    check_store_file(p)
+    return p
 
 
-def valid_trace_id(trace_id: str) -> bool:
-    return bool(_ID_RE.match(trace_id))
+def check_store_file(p: Path) -> None:
+    """Refuse a store path that exists and is not a regular file."""
+    import stat
+
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    kind = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise NotAStore(f"{p}: is {kind}, not a tracetag store file")
+
+
+def _is_regular(st: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISREG(st.st_mode)
+
+
+def orphan_files(path: Path, spans_in_use: Path) -> list[Path]:
+    """Files a killed compaction or vacuum left beside the store (temp files, old span files).
+
+    Only writers holding the lock create such files, so under the lock every one of them that
+    the current base does not use is garbage.
+    """
+    folder = path.parent
+    temp_prefixes = (f".{path.name}.tmp-", f".{path.name}-journal.tmp-")
+    spans_prefix = f"{path.name}-spans."
+    found = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in names:
+        if name.startswith(temp_prefixes) or (
+            name.startswith(spans_prefix)
+            and name[len(spans_prefix) :].isdigit()
+            and folder / name != spans_in_use
+        ):
+            found.append(folder / name)
+    return sorted(found)
+
+
+_TRACE_JSON = (
+    "this is trace JSON (an MLflow or tracetag export), not a store: "
+    "use 'tracetag import FILE' to load it into a store"
+)
+
+
+def foreign_kind(data: bytes) -> str | None:
+    """What a file that is not a tracetag store looks like, in words; None if it may be one.
+
+    A store file starts with its ``_meta`` table (or is a TinyDB file naming it); anything else
+    is said plainly so that nobody is told to "repair" an export into an empty store.
+    """
+    head = data.lstrip()[:1 << 16]
+    if head.startswith(_META_PREFIX) or b'"_meta"' in head:
+        return None
+    if not head.startswith((b"{", b"[")):
+        return "not a tracetag store (not a JSON document)"
+    first = head.split(b"\n", 1)[0]
+    for candidate in (first, data):
+        try:
+            obj = orjson.loads(candidate)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, list) and obj and isinstance(obj[0], dict):
+            obj = obj[0]
+        if isinstance(obj, dict) and isinstance(obj.get("info"), dict):
+            return _TRACE_JSON
+        if isinstance(obj, dict) and "resourceSpans" in obj:
+            return "this is OpenTelemetry (OTLP) JSON, not a tracetag store"
+        break
+    if b'"info"' in head and (b'"spans"' in head or b'"data"' in head):
+        return _TRACE_JSON
+    return None
+
+
+def _file_mode(base: Path) -> int:
+    """The mode for a new file of the store: the base file's, else private."""
+    try:
+        return os.stat(base).st_mode & 0o666
+    except OSError:
+        return PRIVATE_FILE
+
+
+def _id_key(trace_id: str) -> bytes:
+    """A trace id as the base file holds it: a JSON string (ids are validated, but a store
+    written by an older version may hold any string; encoded, it can never break a line)."""
+    return orjson.dumps(trace_id)
+
+
+def _id_from_key(raw: bytes) -> str:
+    return orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
+
+
+def write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write every byte of ``data`` at the end of ``fd`` or none of them.
+
+    ``os.write`` may write part of its buffer (a nearly full disk); the rest is retried, and on
+    failure the file is cut back to where it was, so nothing half-written stays behind to be
+    acknowledged, and the error says what happened.
+    """
+    start = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.write(fd, view)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[n:]
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        reason = e.strerror or str(e)
+        raise StoreError(f"{path}: cannot write ({reason}); nothing was written") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,8 +263,10 @@ def _atomic_write(path: Path, chunks: Iterable[bytes]) -> tuple[int, int]:
     """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     size = crc = 0
+    mode = _file_mode(path)
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with open(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
                 size += len(chunk)
@@ -168,7 +309,7 @@ def _layout(meta: dict, experiments: dict, traces: Iterable[tuple[str, bytes]]) 
     yield _TRACES_OPEN
     first = True
     for trace_id, raw in traces:
-        yield (b"" if first else b",\n") + b'"' + trace_id.encode() + b'": ' + raw
+        yield (b"" if first else b",\n") + _id_key(trace_id) + b": " + raw
         first = False
     yield (b"\n" if not first else b"") + _TRACES_CLOSE
 
@@ -210,14 +351,19 @@ class _Base:
         self._tables: dict | None = None  # set when the file had to be parsed whole
         self.stat: os.stat_result | None = None
         try:
-            self._fh = open(path, "rb")  # noqa: SIM115 - kept open as the snapshot
+            # Non-blocking, so that a FIFO put where the store should be cannot hang us.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return
         except IsADirectoryError:
             raise NotAStore(f"{path}: is a directory, not a tracetag store") from None
         except OSError as e:
             raise NotAStore(f"{path}: cannot be read ({e.strerror})") from None
-        self.stat = os.fstat(self._fh.fileno())
+        self._fh = open(fd, "rb")  # noqa: SIM115 - kept open as the snapshot
+        self.stat = os.fstat(fd)
+        if not _is_regular(self.stat):
+            self.close()
+            check_store_file(path)
         if self.stat.st_size == 0:
             self._fh.close()
             self._fh = None
@@ -263,13 +409,12 @@ class _Base:
         assert fh is not None
         fh.seek(0)
         data = fh.read()
+        foreign = foreign_kind(data)
+        if foreign:
+            raise NotAStore(f"{self.path}: {foreign}")
         try:
             tables = orjson.loads(data)
         except orjson.JSONDecodeError as e:
-            if not data.lstrip().startswith(b"{"):
-                raise NotAStore(
-                    f"{self.path}: not a tracetag store (not a JSON document)"
-                ) from None
             raise StoreCorrupted(
                 f"{self.path}: damaged store, invalid JSON at line {e.lineno} column {e.colno}"
             ) from None
@@ -323,7 +468,7 @@ class _Base:
             end = -2 if line.endswith(b",\n") else (-1 if line.endswith(b"\n") else len(line))
             if not line.startswith(b'"') or sep < 0 or line[end - 1 : end] != b"}":
                 raise StoreCorrupted(f"{self.path}: damaged store, unreadable line {lineno}")
-            yield line[1:sep].decode(), line[sep + 3 : end]
+            yield _id_from_key(line[1:sep]), line[sep + 3 : end]
         if not closed or fh.read(1):
             raise StoreCorrupted(f"{self.path}: damaged store, truncated after line {lineno}")
 
@@ -341,7 +486,7 @@ class _Base:
             raw = self._fh.read(loc[1])
         else:
             with mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                needle = b'\n"' + trace_id.encode() + b'": '
+                needle = b"\n" + _id_key(trace_id) + b": "
                 pos = mm.find(needle, self._body_start - 1)
                 if pos < 0:
                     return None
@@ -361,7 +506,7 @@ class _Base:
                 start, end = m.span(2)
                 if mm[end - 1] == 0x2C:  # the comma between documents
                     end -= 1
-                index[m.group(1).decode()] = (start, end - start)
+                index[_id_from_key(m.group(1))] = (start, end - start)
         return index
 
 
@@ -708,7 +853,7 @@ class _ProcessLock:
                 raise _locked(store, timeout) from None
             return
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode(store))
         deadline = time.monotonic() + timeout
         pause = 0.0002
         while True:
@@ -859,7 +1004,7 @@ class Store:
                 key = None
             if key is None or key != self._validated:
                 _Base(self.path).close()
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             self._lock().acquire(LOCK_TIMEOUT_S, self.path)
             try:
                 snap = self._prepare_locked()
@@ -916,7 +1061,7 @@ class Store:
         line = encode_record(record)
         fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
         try:
-            os.write(fd, line)
+            write_all(fd, line, self.journal_path)
             self._sync(fd)
         finally:
             os.close(fd)
@@ -940,7 +1085,12 @@ class Store:
             record, result = build(snap)
             if record is not None:
                 self._append(record)
-                self._maybe_compact(snap)
+                try:
+                    self._maybe_compact(snap)
+                except (OSError, StoreError) as e:
+                    # The write above is durable and acknowledged; a compaction that cannot
+                    # finish (a full disk) leaves the old base and journal, which stay valid.
+                    log.warning("tracetag: compaction postponed: %s", e)
             return result
 
     def append_spans(self, snap: Snapshot, items: list[tuple[str, list[dict]]]) -> list[list[int]]:
@@ -948,10 +1098,11 @@ class Store:
         if not items:
             return []
         lines = [encode_record({"trace_id": tid, "spans": spans}) for tid, spans in items]
-        fd = os.open(snap.spans_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        mode = _file_mode(self.path)
+        fd = os.open(snap.spans_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, b"".join(lines))
+            write_all(fd, b"".join(lines), snap.spans_path)
             self._sync(fd)
         finally:
             os.close(fd)
@@ -975,6 +1126,9 @@ class Store:
         ride in the same record (experiments the traces belong to, say), so they land together
         or not at all.
         """
+
+        for doc, spans in items:
+            check_trace(doc, spans)  # before the lock: a bad document never reaches the files
 
         def build(snap: Snapshot) -> tuple[dict | None, tuple[int, int]]:
             ops = list(extra_ops)
@@ -1038,12 +1192,12 @@ class Store:
             folded = overlay.records
             if vacuum:
                 new_spans = self.path.with_name(f"{self.path.name}-spans.{generation}")
-                moved = _copy_live_spans(old_spans, new_spans, overlay.merged(base))
+                moved = _copy_live_spans(base, old_spans, new_spans, overlay.merged(base))
 
             def traces() -> Iterator[tuple[str, bytes]]:
                 for tid, raw, doc in overlay.merged(base):
                     if tid in moved:
-                        doc = {**(doc or orjson.loads(raw)), "spans_at": moved[tid]}
+                        doc = {**(doc or _loads_doc(base, tid, raw)), "spans_at": moved[tid]}
                     yield tid, raw if doc is None else orjson.dumps(doc)
 
             experiments = {**base.experiments, **overlay.experiments}
@@ -1063,11 +1217,18 @@ class Store:
             # Snapshots taken before hold the old file open; later readers use the new one.
             with contextlib.suppress(OSError):
                 old_spans.unlink()
+        removed = 0
+        for orphan in orphan_files(self.path, new_spans):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
+                removed += 1
+        if removed:
+            result["orphans_removed"] = removed
         return result
 
 
 def _copy_live_spans(
-    old: Path, new: Path, docs: Iterable[tuple[str, bytes, dict | None]]
+    base: _Base, old: Path, new: Path, docs: Iterable[tuple[str, bytes, dict | None]]
 ) -> dict[str, list[int]]:
     """Copy the span lines the documents point at into ``new`` (fsynced); new locations by id."""
     moved: dict[str, list[int]] = {}
@@ -1076,10 +1237,11 @@ def _copy_live_spans(
     except FileNotFoundError:
         src = None
     try:
-        with open(new, "wb") as dst:
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _file_mode(base.path))
+        with open(fd, "wb") as dst:
             offset = 0
             for tid, raw, doc in docs:
-                loc = (doc if doc is not None else orjson.loads(raw)).get("spans_at")
+                loc = (doc if doc is not None else _loads_doc(base, tid, raw)).get("spans_at")
                 if not loc or src is None:
                     continue
                 src.seek(loc[0])
@@ -1116,7 +1278,7 @@ class TraceStorage:
         try:
             if base.stat is None:
                 return None
-            traces = {tid: orjson.loads(raw) for tid, raw in base.iter_raw()}
+            traces = {tid: _loads_doc(base, tid, raw) for tid, raw in base.iter_raw()}
             return {"_meta": {"1": base.meta}, "experiments": base.experiments, "traces": traces}
         finally:
             base.close()

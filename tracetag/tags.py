@@ -24,6 +24,8 @@ __all__ = [
     "parse_assignment",
     "plan_change",
     "tag_record",
+    "key_problem",
+    "validate_deletable_key",
     "validate_key",
     "validate_tags",
     "validate_value",
@@ -31,16 +33,33 @@ __all__ = [
 
 MAX_KEY_LENGTH = 250
 MAX_VALUE_LENGTH = 8000
-_KEY_RE = re.compile(r"^[\w\-.:/ ]+$")
+_KEY_RE = re.compile(r"[\w\-.:/ ]+")
 KEY_RULE = "1 to 250 characters of letters, digits, '_', '-', '.', ':', '/' and space"
 
 
-def validate_key(key: Any) -> str:
+def key_problem(key: Any) -> str | None:
+    """Why ``key`` is not a valid tag key, or None. The whole key must match (``fullmatch``:
+    ``$`` would let a trailing newline through)."""
     if not isinstance(key, str):
-        raise InvalidTag(f"invalid tag key {key!r}: keys are strings ({KEY_RULE})")
-    if not key or len(key) > MAX_KEY_LENGTH or not _KEY_RE.match(key):
-        shown = key if len(key) <= 60 else key[:57] + "..."
-        raise InvalidTag(f"invalid tag key {shown!r}: use {KEY_RULE}")
+        return f"keys are strings ({KEY_RULE})"
+    if not key or len(key) > MAX_KEY_LENGTH or not _KEY_RE.fullmatch(key):
+        return f"use {KEY_RULE}"
+    return None
+
+
+def validate_key(key: Any) -> str:
+    problem = key_problem(key)
+    if problem:
+        shown = repr(key) if len(repr(key)) <= 62 else repr(key)[:57] + "...'"
+        raise InvalidTag(f"invalid tag key {shown}: {problem}")
+    return key
+
+
+def validate_deletable_key(key: Any) -> str:
+    """Keys to delete: any non-empty string, so that a key an older version (or an import)
+    let in can always be removed again."""
+    if not isinstance(key, str) or not key or len(key) > 100_000:
+        raise InvalidTag(f"invalid tag key {key!r}: give the key to delete")
     return key
 
 

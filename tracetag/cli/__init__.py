@@ -514,7 +514,7 @@ def _update(
 
 
 def _looks_like_id(arg: str) -> bool:
-    from ..store import valid_trace_id
+    from ..schema import valid_trace_id
 
     return arg == "-" or (valid_trace_id(arg) and (arg.startswith("tr-") or len(arg) == 32))
 
@@ -541,7 +541,7 @@ def tag_delete(
 
     Example: tracetag tag delete tr-6663f3d7173cfa73b65948ca5fbc00b3 needs_review review_priority
     """
-    from ..tags import validate_key
+    from ..tags import validate_deletable_key
 
     if filter_string is not None:
         ids: list[str] = []
@@ -552,7 +552,7 @@ def tag_delete(
     if not keys:
         raise InvalidInput("nothing to delete: give tag keys after the trace ids")
     report = _update(
-        ctx, ids, filter_string, experiment_id, {}, [validate_key(k) for k in keys], dry_run, strict
+        ctx, ids, filter_string, experiment_id, {}, [validate_deletable_key(k) for k in keys], dry_run, strict
     )
     _tag_report(ctx, report, output)
 

@@ -8,7 +8,6 @@ matches only when the whole filter is True. Another backend can compile the same
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,12 +16,12 @@ import orjson
 
 from . import ast as A
 from .parser import NUMERIC_ATTRIBUTES, parse_iso_ms
+from .patterns import compile_like, compile_rlike
 
 __all__ = [
     "Predicate",
     "compile_filter",
     "field_getter",
-    "like_to_regex",
     "now_ms",
     "required_bytes",
 ]
@@ -62,21 +61,6 @@ def field_getter(f: A.Field) -> Callable[[dict], Any]:
     if key == "run_id":
         return lambda d: d["metadata"].get("mlflow.sourceRun")
     return lambda d: d.get(key)
-
-
-def like_to_regex(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    """SQL LIKE: ``%`` any run, ``_`` one character, ``\\`` escapes; the whole value must match."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.S | (re.I if ignore_case else 0))
 
 
 def _as_number(value: Any) -> float | None:
@@ -141,17 +125,16 @@ def _compile(node: A.Node, now: int) -> Predicate:
     if isinstance(node, A.Like):
         get = field_getter(node.field)
         if node.op == "RLIKE":
-            rx = re.compile(node.pattern.value)
-            match = rx.search
+            match = compile_rlike(node.pattern.value)
         else:
-            match = like_to_regex(node.pattern.value, node.op == "ILIKE").match
+            match = compile_like(node.pattern.value, node.op == "ILIKE")
         negated = node.negated
 
         def like(d: dict) -> bool | None:
             v = get(d)
             if v is None:
                 return None
-            return (match(str(v)) is not None) != negated
+            return match(str(v)) != negated
 
         return like
     if isinstance(node, A.Compare):

@@ -385,15 +385,16 @@ def validate(node: A.Node, text: str) -> None:
             raise _err(
                 f"{node.op} needs a text field, {node.field} is a number", text, node.field.pos
             )
-        if node.op == "RLIKE":
-            try:
-                re.compile(node.pattern.value)
-            except re.error as e:
-                raise _err(
-                    f"invalid regular expression {node.pattern}: {e.msg}",
-                    text,
-                    node.pattern.pos + 1 + (e.pos or 0),
-                ) from None
+        from .patterns import PatternError, compile_like, compile_rlike
+
+        try:
+            if node.op == "RLIKE":
+                compile_rlike(node.pattern.value)
+            else:
+                compile_like(node.pattern.value, node.op == "ILIKE")
+        except PatternError as e:
+            what = "regular expression" if node.op == "RLIKE" else "pattern"
+            raise _err(f"invalid {what} {node.pattern}: {e}", text, node.pattern.pos + 1) from None
     elif isinstance(node, A.InList):
         _check_field(node.field, text)
         if not node.values:
