@@ -264,7 +264,7 @@ def _field():
     return st.one_of(
         st.builds(lambda k: f"tags.{k}" if " " not in k else f"tags.`{k}`", KEYS),
         st.sampled_from(
-            ["status", "name", "request_id", "client_request_id", "metadata.app_version"]
+            ["name", "request_id", "client_request_id", "metadata.app_version"]
         ),
     )
 
@@ -305,6 +305,12 @@ COMPARISONS = st.one_of(
     ),
     st.just("timestamp_ms > now() - 24h"),
     st.just("timestamp_ms >= '2025-03-05'"),
+    # status takes its known values only (anything else is refused, not silently empty)
+    st.builds(
+        lambda op, v: f"status {op} '{v}'",
+        st.sampled_from(["=", "!=", "LIKE"]),
+        st.sampled_from(["OK", "ERROR", "IN_PROGRESS"]),
+    ),
 )
 
 

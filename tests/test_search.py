@@ -10,7 +10,7 @@ import pytest
 
 import tracetag
 from tracetag.api import TracetagClient
-from tracetag.errors import FilterSyntaxError
+from tracetag.errors import InvalidQuery, FilterSyntaxError
 from tracetag.query import parse_order_by
 
 
@@ -87,9 +87,9 @@ def test_tokens_stay_correct_when_traces_are_added_or_retagged_between_pages(sma
 
 def test_token_from_another_search_is_refused(small):
     token = small.search_traces(max_results=1).token
-    with pytest.raises(FilterSyntaxError, match="different search"):
+    with pytest.raises(InvalidQuery, match="different search"):
         small.search_traces(max_results=1, page_token=token, filter_string="tags.v = 'a'")
-    with pytest.raises(FilterSyntaxError, match="invalid page token"):
+    with pytest.raises(InvalidQuery, match="invalid page token"):
         small.search_traces(page_token="garbage!")
 
 

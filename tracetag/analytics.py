@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FilterSyntaxError
+from .errors import FilterSyntaxError, InvalidQuery
 from .filters import field_getter, parse_field, parse_filter
 from .filters.parser import ATTRIBUTES
 from .query import select
@@ -56,9 +56,9 @@ def group_stats(
     sort: str = "count",
 ) -> GroupStats:
     if not group_by:
-        raise FilterSyntaxError("give at least one --group-by key", "", 0)
+        raise InvalidQuery("give at least one --group-by key")
     if sort not in SORTS:
-        raise FilterSyntaxError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}", sort, 0)
+        raise InvalidQuery(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
     fields = [_group_field(g) for g in group_by]
     getters = [field_getter(f) for f in fields]
     durations: dict[tuple, list[float]] = defaultdict(list)

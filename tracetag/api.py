@@ -214,7 +214,7 @@ class TracetagClient:
         if report.not_found:
             raise TraceNotFound(trace_id)
         if report.missing_keys:
-            raise TagNotFound(f"trace {trace_id} has no tag {key!r}")
+            raise TagNotFound(trace_id, key)
 
     def _apply_live(self, trace_id: str, sets: dict[str, str], deletes: Iterable[str]) -> bool:
         """A trace still being recorded in this process takes the change in memory."""

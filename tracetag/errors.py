@@ -12,6 +12,7 @@ __all__ = [
     "FilterSyntaxError",
     "ImportFormatError",
     "InvalidInput",
+    "InvalidQuery",
     "InvalidTag",
     "NotAStore",
     "StoreCorrupted",
@@ -38,6 +39,11 @@ class TraceNotFound(TracetagError):
 class TagNotFound(TracetagError):
     """Deleting a tag the trace does not have (as MLflow, which raises too)."""
 
+    def __init__(self, trace_id: str, key: str):
+        super().__init__(f"trace {trace_id} has no tag {key!r}")
+        self.trace_id = trace_id
+        self.key = key
+
 
 class ExperimentNotFound(TracetagError):
     def __init__(self, experiment: str):
@@ -53,6 +59,11 @@ class InvalidInput(TracetagError):
 
 class InvalidTag(InvalidInput):
     pass
+
+
+class InvalidQuery(InvalidInput):
+    """A search that cannot run for another reason than the filter's syntax: a page token
+    from another search, ``max_results < 1``, an unknown statistic or grouping."""
 
 
 class ImportFormatError(InvalidInput):

@@ -18,14 +18,37 @@ from typing import Any
 
 import orjson
 
-from .errors import FilterSyntaxError
+from .errors import FilterSyntaxError, InvalidQuery
 from .filters import ast as A
 from .filters import compile_filter, field_getter, parse_field, parse_filter, required_bytes
 from .filters.parser import ATTRIBUTES, NUMERIC_ATTRIBUTES
 
 __all__ = ["OrderKey", "SearchPage", "parse_order_by", "search", "select"]
 
-_ORDER_RE = re.compile(r"^\s*(.+?)(?:\s+(ASC|DESC))?\s*$", re.I | re.S)
+_DIRECTIONS = {"ASC": False, "DESC": True}
+# Spellings people reach for; each gets a hint instead of being read as part of a key.
+_DIRECTION_TYPOS = re.compile(r"(?i)(ascending|descending|asc\w+|desc\w+|dsc|des|up|down)")
+
+
+def _split_order_items(texts: Iterable[str]) -> list[tuple[str, str, int]]:
+    """(item, the text it came from, its offset): MLflow's habit of one comma-separated string
+    ("timestamp DESC, execution_time_ms ASC") works as well as repeated options. Commas inside
+    backticks or double quotes belong to a key."""
+    items: list[tuple[str, str, int]] = []
+    for text in texts:
+        quote = ""
+        start = 0
+        for i, c in enumerate(text):
+            if quote:
+                if c == quote:
+                    quote = ""
+            elif c in "`\"":
+                quote = c
+            elif c == ",":
+                items.append((text[start:i], text, start))
+                start = i + 1
+        items.append((text[start:], text, start))
+    return items
 
 
 @dataclass(frozen=True)
@@ -40,23 +63,45 @@ class OrderKey:
 def parse_order_by(order_by: Iterable[str] | None) -> list[OrderKey]:
     """``["tags.model_version", "timestamp_ms DESC"]`` -> keys, completed with the tie-breakers."""
     keys: list[OrderKey] = []
-    for text in order_by or []:
-        m = _ORDER_RE.match(text)
-        if not m or not m.group(1).strip():
-            raise FilterSyntaxError("empty order_by key", text, 0)
-        f = parse_field(m.group(1).strip())
+    for item, text, offset in _split_order_items(order_by or []):
+        if len(text) > 10_000:
+            raise FilterSyntaxError("order_by key too long", text[:80], 0)
+        pos = offset + len(item) - len(item.lstrip())
+        words = item.split()
+        if not words:
+            raise FilterSyntaxError("empty order_by key", text, pos)
+        desc = False
+        last = words[-1]
+        if len(words) > 1 and last.upper() in _DIRECTIONS:
+            desc = _DIRECTIONS[last.upper()]
+            words.pop()
+        elif len(words) > 1 and _DIRECTION_TYPOS.fullmatch(last):
+            raise FilterSyntaxError(
+                f"unknown direction {last!r}; use ASC or DESC", text, offset + item.rindex(last)
+            )
+        name = " ".join(words)
+        quoted = name.partition(".")[2][:1] in ("`", '"')
+        if len(words) > 1 and not quoted:
+            raise FilterSyntaxError(
+                f"cannot sort by {item.strip()!r}: give one key and ASC or DESC (a tag key "
+                "with spaces is quoted: tags.`review status`); for several keys repeat "
+                "--order-by or separate them with commas",
+                text,
+                pos,
+            )
+        f = parse_field(name)
         if f.kind == "unknown" or (f.kind == "attribute" and f.key not in ATTRIBUTES.values()):
             raise FilterSyntaxError(
-                f"unknown order_by key {m.group(1).strip()!r}; use an attribute such as "
+                f"unknown order_by key {name!r}; use an attribute such as "
                 "timestamp_ms, execution_time_ms, status, name, or tags.KEY / metadata.KEY",
                 text,
-                0,
+                pos,
             )
         if f.kind in ("tag", "metadata") and not f.key:
-            raise FilterSyntaxError("empty key in order_by", text, len(m.group(1)))
+            raise FilterSyntaxError("empty key in order_by", text, pos + len(name))
         if any(k.field == f for k in keys):
-            raise FilterSyntaxError(f"order_by names {f} twice", text, 0)
-        keys.append(OrderKey(f, (m.group(2) or "ASC").upper() == "DESC"))
+            raise FilterSyntaxError(f"order_by names {f} twice", text, pos)
+        keys.append(OrderKey(f, desc))
     for f, desc in (
         (A.Field("attribute", "timestamp_ms"), True),
         (A.Field("attribute", "trace_id"), False),
@@ -122,19 +167,27 @@ def _encode_token(raw: tuple, fp: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"k": list(raw), "f": fp})).decode().rstrip("=")
 
 
-def _decode_token(token: str, fp: str) -> tuple:
+def _decode_token(token: str, fp: str, keys: list[OrderKey]) -> tuple:
+    """The sort key a token holds, checked against the search's keys: a token is input like
+    any other and may have been edited or made up."""
+    invalid = InvalidQuery("invalid page token (pass the token printed with the previous page)")
     try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        data = orjson.loads(base64.urlsafe_b64decode(token[:4096] + "=" * (-len(token) % 4)))
         raw = tuple(data["k"])
         ok = data["f"] == fp
     except (ValueError, KeyError, TypeError):
-        raise FilterSyntaxError("invalid page token", token, 0) from None
+        raise invalid from None
     if not ok:
-        raise FilterSyntaxError(
-            "page token belongs to a different search (filter, order or experiments changed)",
-            token,
-            0,
+        raise InvalidQuery(
+            "page token belongs to a different search (filter, order or experiments changed)"
         )
+    if len(raw) != len(keys):
+        raise invalid
+    for v, k in zip(raw, keys, strict=True):
+        numeric = k.field.kind == "attribute" and k.field.key in NUMERIC_ATTRIBUTES
+        expected = int if numeric else str
+        if v is not None and (isinstance(v, bool) or not isinstance(v, expected)):
+            raise invalid
     return raw
 
 
@@ -195,7 +248,7 @@ def search(
     node = parse_filter(filter_string) if isinstance(filter_string, str | None) else filter_string
     keys = parse_order_by(order_by)
     if max_results is not None and max_results < 1:
-        raise FilterSyntaxError(f"max_results must be at least 1, got {max_results}", "", 0)
+        raise InvalidQuery(f"max_results must be at least 1, got {max_results}")
     exps = None if experiment_ids is None else [str(e) for e in experiment_ids]
     fp = _fingerprint(node, keys, exps)
     raw_of = _raw_key(keys)
@@ -205,7 +258,7 @@ def search(
         for d, raw in _select_raw(snapshot, node, exps, now)
     )
     if page_token:
-        after = sort_key(_decode_token(page_token, fp))
+        after = sort_key(_decode_token(page_token, fp, keys))
         rows = (r for r in rows if r[0] > after)
     if max_results is None:
         page = sorted(rows, key=lambda r: r[0])

@@ -12,6 +12,7 @@ from dataclasses import field as dc_field
 
 __all__ = [
     "And",
+    "depth",
     "Compare",
     "Duration",
     "Field",
@@ -197,3 +198,17 @@ def tree(node: Node, indent: str = "") -> str:
     if isinstance(node, Not):
         return f"{indent}NOT\n{tree(node.item, indent + '  ')}"
     return f"{indent}{type(node).__name__}: {node}"
+
+
+def depth(node: Node) -> int:
+    """How deeply ``node`` nests (iteratively, so a hostile filter cannot exhaust the stack)."""
+    deepest = 0
+    stack: list[tuple[Node, int]] = [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(n, And | Or):
+            stack.extend((i, d + 1) for i in n.items)
+        elif isinstance(n, Not):
+            stack.append((n.item, d + 1))
+    return deepest

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import InvalidInput
 from . import ast as A
 from .parser import NUMERIC_ATTRIBUTES, parse_iso_ms
 from .patterns import compile_like, compile_rlike
@@ -41,7 +42,13 @@ def now_ms() -> int:
     """What ``now()`` means: ``$TRACETAG_NOW`` (an ISO time, for reproducible reports) or now."""
     fixed = os.environ.get("TRACETAG_NOW")
     if fixed:
-        return parse_iso_ms(fixed)
+        try:
+            return parse_iso_ms(fixed)
+        except (ValueError, OverflowError):
+            raise InvalidInput(
+                f"TRACETAG_NOW={fixed[:40]!r} is not a date; use an ISO time such as "
+                "2025-03-05T12:00:00Z, or unset it"
+            ) from None
     return int(time.time() * 1000)
 
 

@@ -41,6 +41,25 @@ ATTRIBUTES = {
     "experiment_id": "experiment_id",
 }
 NUMERIC_ATTRIBUTES = {"timestamp_ms", "execution_time_ms", "end_time_ms"}
+STATUS_VALUES = ("OK", "ERROR", "IN_PROGRESS")
+# Names people type for an attribute that has another name here.
+_LIKELY = {
+    "duration": "execution_time_ms",
+    "duration_ms": "execution_time_ms",
+    "latency": "execution_time_ms",
+    "latency_ms": "execution_time_ms",
+    "elapsed": "execution_time_ms",
+    "time": "timestamp_ms",
+    "time_ms": "timestamp_ms",
+    "date": "timestamp_ms",
+    "created": "timestamp_ms",
+    "start_time": "timestamp_ms",
+    "id": "trace_id",
+    "experiment": "experiment_id",
+    "trace_name": "name",
+}
+MAX_FILTER_LENGTH = 65_536
+MAX_DEPTH = 100
 TIME_ATTRIBUTES = {"timestamp_ms", "end_time_ms"}
 _PREFIXES = {
     "tags": "tag",
@@ -280,17 +299,33 @@ def parse_filter(text: str | None) -> A.Node | None:
     """Parse and validate a filter; ``None`` or blank text means "every trace"."""
     if text is None or not text.strip():
         return None
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterSyntaxError(
+            f"filter too long: {len(text)} characters, the limit is {MAX_FILTER_LENGTH}"
+        )
     from lark.exceptions import LarkError, UnexpectedInput
 
     try:
         tree = _parser().parse(text)
+        node = _transformer().transform(tree)
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
-    except LarkError as e:  # pragma: no cover - lark's own failures, kept one-line
+    except RecursionError:
+        raise _too_deep(text) from None
+    except LarkError as e:
+        if isinstance(getattr(e, "orig_exc", None), RecursionError):
+            raise _too_deep(text) from None
         raise FilterSyntaxError(f"cannot parse filter: {e}", text, 0) from None
-    node = _transformer().transform(tree)
+    if A.depth(node) > MAX_DEPTH:
+        raise _too_deep(text)
     validate(node, text)
     return node
+
+
+def _too_deep(text: str) -> FilterSyntaxError:
+    return FilterSyntaxError(
+        f"filter nests too deeply (at most {MAX_DEPTH} levels of parentheses and NOT)", text, 0
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,17 +358,37 @@ def _check_field(f: A.Field, text: str) -> None:
     if f.kind in ("tag", "metadata") and f.key == "":
         raise _err(f"empty key after '{f.raw.split('.', 1)[0]}.'", text, f.pos + len(f.raw))
     if f.kind == "attribute" and f.key not in ATTRIBUTES.values():
-        valid = ", ".join(sorted(set(ATTRIBUTES.values())))
-        raise _err(
-            f"unknown attribute {f.key!r}; valid: {valid} (or tags.KEY, metadata.KEY)",
-            text,
-            f.pos,
-        )
+        raise _err(unknown_attribute(f.key), text, f.pos)
+
+
+def unknown_attribute(name: str) -> str:
+    """The message for a name that is no attribute, with the likeliest meaning."""
+    likely = _LIKELY.get(name.lower())
+    if likely:
+        hint = f"did you mean {likely}?"
+    else:
+        hint = f"for a tag write tags.{name}" if re.fullmatch(r"[\w.]+", name) else ""
+    valid = ", ".join(sorted(set(ATTRIBUTES.values())))
+    return f"unknown attribute {name!r}; {hint + '; ' if hint else ''}attributes are {valid}"
+
+
+def _finite(v: A.Number | A.Duration) -> bool:
+    value = v.value if isinstance(v, A.Number) else v.ms
+    if isinstance(value, int):
+        return abs(value) < 10**300
+    return math.isfinite(value) and abs(value) < 1e300
 
 
 def _check_value(f: A.Field, op: str, v: A.Value, text: str) -> None:
     name = str(f)
-    if isinstance(v, A.Number) and not math.isfinite(v.value):
+    if f.kind == "attribute" and f.key == "status" and isinstance(v, A.String):
+        if v.value not in STATUS_VALUES:
+            raise _err(
+                f"status is one of {', '.join(STATUS_VALUES)}, not {v}", text, v.pos
+            )
+    if (isinstance(v, A.Number | A.Duration) and not _finite(v)) or (
+        isinstance(v, A.Now) and not abs(v.offset_ms) < 1e300
+    ):
         raise _err("number out of range", text, v.pos)
     if f.kind == "attribute" and f.key in NUMERIC_ATTRIBUTES:
         if isinstance(v, A.String):
