@@ -263,9 +263,7 @@ STRINGS = st.text(alphabet=string.ascii_letters + " '\"\\%_é", max_size=8)
 def _field():
     return st.one_of(
         st.builds(lambda k: f"tags.{k}" if " " not in k else f"tags.`{k}`", KEYS),
-        st.sampled_from(
-            ["name", "request_id", "client_request_id", "metadata.app_version"]
-        ),
+        st.sampled_from(["name", "request_id", "client_request_id", "metadata.app_version"]),
     )
 
 

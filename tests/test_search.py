@@ -10,7 +10,7 @@ import pytest
 
 import tracetag
 from tracetag.api import TracetagClient
-from tracetag.errors import InvalidQuery, FilterSyntaxError
+from tracetag.errors import FilterSyntaxError, InvalidQuery
 from tracetag.query import parse_order_by
 
 

@@ -18,6 +18,7 @@ import orjson
 
 from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
 from .model import Span, Trace, TraceData, TraceInfo
+from .planning import DeletePlan, DeleteReport, Selection, TagPlan
 from .store import Snapshot, Store, resolve_store_path
 from .tags import (
     TagChange,
@@ -45,28 +46,6 @@ class PagedList(list):
     def __init__(self, items: Iterable[Any], token: str | None):
         super().__init__(items)
         self.token = token
-
-
-class DeleteReport:
-    """What a deletion removed (or would remove, with ``dry_run``)."""
-
-    def __init__(self, trace_ids: list[str], not_found: list[str], dry_run: bool):
-        self.trace_ids = trace_ids
-        self.not_found = not_found
-        self.dry_run = dry_run
-        self.written = False
-
-    @property
-    def deleted(self) -> int:
-        return len(self.trace_ids)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "deleted": self.deleted,
-            "trace_ids": self.trace_ids,
-            "not_found": self.not_found,
-            "dry_run": self.dry_run,
-        }
 
 
 class ImportSummary:
@@ -249,50 +228,40 @@ class TracetagClient:
         if trace_ids is None and filter_string is None:
             raise InvalidInput("give trace ids or a filter")
         ids = None if trace_ids is None else list(dict.fromkeys(trace_ids))
-        exps = None if experiment_ids is None else [str(e) for e in experiment_ids]
-
-        def plan(snap: Snapshot) -> TagReport:
-            docs: Iterable[dict]
-            if ids is None:
-                from .query import select
-
-                # Planned while streaming: a batch over 100,000 traces holds their changes,
-                # not their documents.
-                docs = select(snap, _parse(filter_string), exps, progress=progress)
-                missing: list[str] = []
-            else:
-                found = snap.get_many(ids)
-                docs = [found[i] for i in ids if i in found]
-                missing = [i for i in ids if i not in found]
-            changes = [plan_change(d["trace_id"], d["tags"], sets, dels) for d in docs]
-            return TagReport(changes, missing, dry_run=dry_run)
-
-        return self._apply_plan(plan, dry_run, strict)
+        selection = Selection(
+            ids,
+            None if ids is not None else _parse(filter_string),
+            None if experiment_ids is None else [str(e) for e in experiment_ids],
+            progress,
+        )
+        # Planned while streaming: a batch over 100,000 traces holds their changes, not their
+        # documents.
+        plan = TagPlan(
+            selection, lambda d: plan_change(d["trace_id"], d["tags"], sets, dels), dry_run
+        )
+        return self.apply_changes(plan, dry_run=dry_run, strict=strict)
 
     def apply_changes(
         self,
-        plan: Any,
+        plan: TagPlan,
         *,
         dry_run: bool = False,
         strict: bool = False,
     ) -> TagReport:
-        """Apply per-trace changes computed by ``plan(snapshot) -> TagReport`` in one write."""
-        return self._apply_plan(plan, dry_run, strict)
-
-    def _apply_plan(self, plan: Any, dry_run: bool, strict: bool) -> TagReport:
+        """Apply a plan's per-trace changes in one atomic write (planned without the lock)."""
         if dry_run:
             with self.store.snapshot() as snap:
-                return plan(snap)
+                return plan.plan(snap)
 
-        def build(snap: Snapshot) -> tuple[dict | None, TagReport]:
-            report = plan(snap)
+        def record_of(report: TagReport) -> dict | None:
             if strict and not report.ok:
-                return None, report
+                return None
             record = tag_record(report.changes)
             report.written = record is not None
-            return record, report
+            return record
 
-        return self.store.write(build)
+        result: TagReport = self.store.write_planned(plan.plan, plan.refresh, record_of)
+        return result
 
     def replace_tags(
         self, trace_id: str, tags: Mapping[str, str], base: Mapping[str, str]
@@ -304,12 +273,13 @@ class TracetagClient:
         new = validate_tags(tags)
         sets = {k: v for k, v in new.items() if base.get(k) != v}
         dels = [k for k in base if k not in new]
-
-        def plan(snap: Snapshot) -> TagReport:
-            doc = snap.require(trace_id)
-            return TagReport([plan_change(trace_id, doc["tags"], sets, dels)])
-
-        return self._apply_plan(plan, False, False).changes[0]
+        plan = TagPlan(
+            Selection([trace_id]), lambda d: plan_change(trace_id, d["tags"], sets, dels)
+        )
+        report = self.apply_changes(plan)
+        if report.not_found:
+            raise TraceNotFound(trace_id)
+        return report.changes[0]
 
     # -- deleting traces -----------------------------------------------------------------------
 
@@ -335,45 +305,31 @@ class TracetagClient:
             raise InvalidInput("give trace ids, max_timestamp_millis or a filter")
         if max_traces is not None and max_traces < 1:
             raise InvalidInput(f"max_traces must be at least 1, got {max_traces}")
+        from .filters import ast as A
+
         ids = None if trace_ids is None else list(dict.fromkeys(trace_ids))
-        exp = None if experiment_id is None else str(experiment_id)
-
-        def plan(snap: Snapshot) -> DeleteReport:
-            from .filters import ast as A
-            from .query import select
-
-            missing: list[str] = []
-            if ids is not None:
-                found = snap.get_many(ids)
-                missing = [i for i in ids if i not in found]
-                docs: Iterable[dict] = (
-                    found[i] for i in ids if i in found and exp in (None, found[i]["experiment_id"])
+        exps = None if experiment_id is None else [str(experiment_id)]
+        node = None
+        if ids is None:
+            node = _parse(filter_string)
+            if max_timestamp_millis is not None:
+                older = A.Compare(
+                    A.Field("attribute", "timestamp_ms"), "<=", A.Number(max_timestamp_millis)
                 )
-            else:
-                node = _parse(filter_string)
-                if max_timestamp_millis is not None:
-                    older = A.Compare(
-                        A.Field("attribute", "timestamp_ms"), "<=", A.Number(max_timestamp_millis)
-                    )
-                    node = older if node is None else A.And((node, older))
-                docs = select(snap, node, None if exp is None else [exp])
-            victims = sorted((d["timestamp_ms"], d["trace_id"]) for d in docs)
-            if max_traces is not None:
-                victims = victims[:max_traces]  # the oldest first, as MLflow
-            return DeleteReport([tid for _ts, tid in victims], missing, dry_run)
-
+                node = older if node is None else A.And((node, older))
+        plan = DeletePlan(Selection(ids, node, exps), max_traces, dry_run)
         if dry_run:
             with self.store.snapshot() as snap:
-                return plan(snap)
+                return plan.plan(snap)
 
-        def build(snap: Snapshot) -> tuple[dict | None, DeleteReport]:
-            report = plan(snap)
+        def record_of(report: DeleteReport) -> dict | None:
             if not report.trace_ids:
-                return None, report
+                return None
             report.written = True
-            return {"op": "del", "ids": report.trace_ids}, report
+            return {"op": "del", "ids": report.trace_ids}
 
-        return self.store.write(build)
+        result: DeleteReport = self.store.write_planned(plan.plan, plan.refresh, record_of)
+        return result
 
     # -- experiments ---------------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ from typing import Any
 
 from .errors import InvalidInput
 from .filters import parse_filter
+from .planning import Selection, TagPlan
 from .query import select
-from .tags import TagReport, plan_change
+from .tags import TagChange, TagReport, plan_change
 
 __all__ = ["RULES", "Finding", "LintConfig", "fix_findings", "lint_store", "load_config"]
 
@@ -446,40 +447,52 @@ def fix_findings(
     filter_string: str | None = None,
     experiment_ids: Iterable[str] | None = None,
     dry_run: bool = False,
+    rules: Iterable[str] | None = None,
 ) -> TagReport:
-    """Apply every finding's fix (renames, then value rewrites) in one atomic write.
+    """Apply the findings' fixes (renames, then value rewrites) in one atomic write.
 
-    A rename whose target key already holds a different value on a trace is skipped on that
-    trace, so nothing is overwritten.
+    ``rules`` limits the fixes to those rules. A rename whose target key already holds a
+    different value on a trace is not made on that trace, so nothing is overwritten; such
+    traces are listed in the report's ``conflicts`` (and make it not ``ok``).
     """
     cfg = cfg or LintConfig()
+    if rules is not None:
+        wanted = set(rules)
+        unknown = wanted - set(RULES)
+        if unknown:
+            raise InvalidInput(
+                f"unknown lint rule {sorted(unknown)[0]!r}; rules: {', '.join(RULES)}"
+            )
+        findings = [f for f in findings if f.rule in wanted]
     renames = {f.key: f.rename_to for f in findings if f.rename_to}
     value_fixes = {
         (f.key, f.value): f.value_to
         for f in findings
         if f.value_to is not None and f.value is not None
     }
-    node = parse_filter(filter_string)
+    exps = None if experiment_ids is None else [str(e) for e in experiment_ids]
+    selection = Selection(None, parse_filter(filter_string), exps)
 
-    def plan(snap: Any) -> TagReport:
-        report = TagReport(dry_run=dry_run)
-        for doc in select(snap, node, experiment_ids):
-            tags = doc["tags"]
-            new = dict(tags)
-            for old_key, target in renames.items():
-                if old_key in new and target:
-                    if target in new and new[target] != new[old_key] and target in tags:
-                        continue
-                    new[target] = new.pop(old_key)
-            for k, v in list(new.items()):
-                fixed = value_fixes.get((normalise_key(k, cfg), v), value_fixes.get((k, v)))
-                if fixed is not None:
-                    new[k] = fixed
-            if new == tags:
-                continue
-            sets = {k: v for k, v in new.items() if tags.get(k) != v}
-            dels = [k for k in tags if k not in new]
-            report.changes.append(plan_change(doc["trace_id"], tags, sets, dels))
-        return report
+    def change(doc: dict) -> TagChange | None:
+        tags = doc["tags"]
+        new = dict(tags)
+        conflicts = []
+        for old_key, target in renames.items():
+            if old_key in new and target:
+                if target in tags and tags[target] != new[old_key]:
+                    conflicts.append((old_key, target))
+                    continue
+                new[target] = new.pop(old_key)
+        for k, v in list(new.items()):
+            fixed = value_fixes.get((normalise_key(k, cfg), v), value_fixes.get((k, v)))
+            if fixed is not None:
+                new[k] = fixed
+        if new == tags and not conflicts:
+            return None
+        sets = {k: v for k, v in new.items() if tags.get(k) != v}
+        dels = [k for k in tags if k not in new]
+        c = plan_change(doc["trace_id"], tags, sets, dels)
+        c.conflicts = conflicts
+        return c
 
-    return client.apply_changes(plan, dry_run=dry_run)
+    return client.apply_changes(TagPlan(selection, change, dry_run), dry_run=dry_run)

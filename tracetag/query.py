@@ -42,7 +42,7 @@ def _split_order_items(texts: Iterable[str]) -> list[tuple[str, str, int]]:
             if quote:
                 if c == quote:
                     quote = ""
-            elif c in "`\"":
+            elif c in '`"':
                 quote = c
             elif c == ",":
                 items.append((text[start:i], text, start))

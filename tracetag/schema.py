@@ -94,7 +94,9 @@ def check_info(doc: dict[str, Any]) -> None:
     _check_time("timestamp_ms", doc.get("timestamp_ms"), optional=False)
     _check_time("execution_time_ms", doc.get("execution_time_ms"), optional=True)
     if doc.get("status") not in STATUSES:
-        raise InvalidInput(f"status {_shown(doc.get('status'))} is not one of {', '.join(STATUSES)}")
+        raise InvalidInput(
+            f"status {_shown(doc.get('status'))} is not one of {', '.join(STATUSES)}"
+        )
     for name in ("name", "request_preview", "response_preview", "client_request_id"):
         v = doc.get(name)
         if v is not None and not isinstance(v, str):

@@ -52,7 +52,7 @@ from typing import Any
 import orjson
 
 from .errors import InvalidInput, NotAStore, StoreCorrupted, StoreError, StoreLocked, TraceNotFound
-from .schema import check_trace, valid_trace_id
+from .schema import check_trace
 
 __all__ = [
     "MIGRATIONS",
@@ -179,7 +179,7 @@ def foreign_kind(data: bytes) -> str | None:
     A store file starts with its ``_meta`` table (or is a TinyDB file naming it); anything else
     is said plainly so that nobody is told to "repair" an export into an empty store.
     """
-    head = data.lstrip()[:1 << 16]
+    head = data.lstrip()[: 1 << 16]
     if head.startswith(_META_PREFIX) or b'"_meta"' in head:
         return None
     if not head.startswith((b"{", b"[")):
@@ -826,6 +826,26 @@ class Snapshot:
         return _read_spans_at(self.spans_path, doc, self._spans_fh)
 
 
+def _version(snap: Snapshot) -> tuple[int, int | None, int] | None:
+    """Where a snapshot stands: journal generation, inode and offset (None: no journal)."""
+    o = snap.overlay
+    if o.generation < 0 or o.generation != snap.base.generation:
+        return None
+    return (o.generation, o.inode, o.offset)
+
+
+def _touched(rec: dict, into: set[str]) -> None:
+    """The trace ids one journal record changes."""
+    op = rec.get("op")
+    if op == "batch":
+        for sub in rec["ops"]:
+            _touched(sub, into)
+    elif op == "put":
+        into.add(rec["doc"]["trace_id"])
+    elif op in ("tag", "del"):
+        into.update(rec["ids"])
+
+
 class _ProcessLock:
     """An exclusive lock between processes on ``path``.
 
@@ -1085,13 +1105,68 @@ class Store:
             record, result = build(snap)
             if record is not None:
                 self._append(record)
-                try:
-                    self._maybe_compact(snap)
-                except (OSError, StoreError) as e:
-                    # The write above is durable and acknowledged; a compaction that cannot
-                    # finish (a full disk) leaves the old base and journal, which stay valid.
-                    log.warning("tracetag: compaction postponed: %s", e)
+                self._compact_quietly(snap)
             return result
+
+    def _compact_quietly(self, snap: Snapshot) -> None:
+        try:
+            self._maybe_compact(snap)
+        except (OSError, StoreError) as e:
+            # The write before is durable and acknowledged; a compaction that cannot finish (a
+            # full disk) leaves the old base and journal, which stay valid.
+            log.warning("compaction postponed: %s", e)
+
+    def write_planned(
+        self,
+        plan: Callable[[Snapshot], Any],
+        refresh: Callable[[Snapshot, Any, set[str]], Any],
+        record_of: Callable[[Any], dict | None],
+        attempts: int = 3,
+    ) -> Any:
+        """A batch write whose planning runs without the lock.
+
+        ``plan(snapshot)`` runs on a snapshot, unlocked; under the lock, ``refresh(snapshot,
+        result, ids)`` replans just the traces that changed since (usually none), and the one
+        record ``record_of(result)`` is appended. If a compaction replaced the base meanwhile,
+        planning starts over; only after ``attempts`` such races is it done under the lock.
+        """
+        for attempt in range(attempts):
+            with self.snapshot() as snap:
+                result = plan(snap)
+                since = _version(snap)
+            with self._writing() as locked:
+                changed = self._changed_since(since)
+                if changed is None:
+                    if attempt < attempts - 1:
+                        continue
+                    result = plan(locked)
+                elif changed:
+                    result = refresh(locked, result, changed)
+                record = record_of(result)
+                if record is not None:
+                    self._append(record)
+                    self._compact_quietly(locked)
+                return result
+        raise AssertionError("unreachable")
+
+    def _changed_since(self, since: tuple[int, int | None, int] | None) -> set[str] | None:
+        """Trace ids the journal changed after ``since`` (call under the lock, after
+        :meth:`_prepare_locked`); None when that cannot be told (the base was replaced)."""
+        overlay = self._overlay
+        if since is None or overlay is None:
+            return None
+        generation, inode, offset = since
+        if (overlay.generation, overlay.inode) != (generation, inode) or overlay.offset < offset:
+            return None
+        if overlay.offset == offset:
+            return set()
+        with open(self.journal_path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(overlay.offset - offset)
+        changed: set[str] = set()
+        for line in data.splitlines():
+            _touched(decode_record(line), changed)
+        return changed
 
     def append_spans(self, snap: Snapshot, items: list[tuple[str, list[dict]]]) -> list[list[int]]:
         """Append span payloads (call under the write lock); returns ``[offset, length]`` each."""

@@ -21,10 +21,10 @@ __all__ = [
     "MAX_VALUE_LENGTH",
     "TagChange",
     "TagReport",
+    "key_problem",
     "parse_assignment",
     "plan_change",
     "tag_record",
-    "key_problem",
     "validate_deletable_key",
     "validate_key",
     "validate_tags",
@@ -96,6 +96,8 @@ class TagChange:
     changed: dict[str, tuple[str, str]] = field(default_factory=dict)
     deleted: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # keys asked to delete, not present
+    # (key, target) renames not made because the target key holds another value (lint --fix)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def is_change(self) -> bool:
@@ -154,8 +156,12 @@ class TagReport:
         return [(c.trace_id, k) for c in self.changes for k in c.missing]
 
     @property
+    def conflicts(self) -> list[tuple[str, str, str]]:
+        return [(c.trace_id, k, t) for c in self.changes for k, t in c.conflicts]
+
+    @property
     def ok(self) -> bool:
-        return not self.not_found and not self.missing_keys
+        return not self.not_found and not self.missing_keys and not self.conflicts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +169,7 @@ class TagReport:
             "unchanged": len(self.unchanged),
             "not_found": self.not_found,
             "missing_keys": [{"trace_id": t, "key": k} for t, k in self.missing_keys],
+            "conflicts": [{"trace_id": t, "key": k, "rename_to": r} for t, k, r in self.conflicts],
             "dry_run": self.dry_run,
             "written": self.written,
             "changes": [c.to_dict() for c in self.changes if c.is_change],

@@ -552,7 +552,14 @@ def tag_delete(
     if not keys:
         raise InvalidInput("nothing to delete: give tag keys after the trace ids")
     report = _update(
-        ctx, ids, filter_string, experiment_id, {}, [validate_deletable_key(k) for k in keys], dry_run, strict
+        ctx,
+        ids,
+        filter_string,
+        experiment_id,
+        {},
+        [validate_deletable_key(k) for k in keys],
+        dry_run,
+        strict,
     )
     _tag_report(ctx, report, output)
 

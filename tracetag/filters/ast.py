@@ -12,7 +12,6 @@ from dataclasses import field as dc_field
 
 __all__ = [
     "And",
-    "depth",
     "Compare",
     "Duration",
     "Field",
@@ -26,6 +25,7 @@ __all__ = [
     "Or",
     "String",
     "Value",
+    "depth",
 ]
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.:/\-]+$")

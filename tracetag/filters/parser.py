@@ -381,11 +381,9 @@ def _finite(v: A.Number | A.Duration) -> bool:
 
 def _check_value(f: A.Field, op: str, v: A.Value, text: str) -> None:
     name = str(f)
-    if f.kind == "attribute" and f.key == "status" and isinstance(v, A.String):
-        if v.value not in STATUS_VALUES:
-            raise _err(
-                f"status is one of {', '.join(STATUS_VALUES)}, not {v}", text, v.pos
-            )
+    is_status = f.kind == "attribute" and f.key == "status"
+    if is_status and isinstance(v, A.String) and v.value not in STATUS_VALUES:
+        raise _err(f"status is one of {', '.join(STATUS_VALUES)}, not {v}", text, v.pos)
     if (isinstance(v, A.Number | A.Duration) and not _finite(v)) or (
         isinstance(v, A.Now) and not abs(v.offset_ms) < 1e300
     ):
