@@ -23,6 +23,7 @@ __all__ = [
     "MAX_TIME_MS",
     "check_info",
     "check_trace",
+    "deeper_than",
     "valid_experiment_id",
     "valid_trace_id",
 ]
@@ -107,7 +108,7 @@ def check_info(doc: dict[str, Any]) -> None:
     _check_strings("metadata", doc.get("metadata"), key_rule=False)
 
 
-def _depth(value: Any, limit: int) -> bool:
+def deeper_than(value: Any, limit: int) -> bool:
     """True when ``value`` nests deeper than ``limit`` (iterative: no recursion limit)."""
     stack = [(value, 1)]
     while stack:
@@ -124,7 +125,7 @@ def _depth(value: Any, limit: int) -> bool:
 def check_trace(doc: dict[str, Any], spans: list[dict[str, Any]]) -> None:
     """An info document and its spans, as the store will write them."""
     check_info(doc)
-    if _depth(spans, MAX_JSON_DEPTH):
+    if deeper_than(spans, MAX_JSON_DEPTH):
         raise InvalidInput(f"spans of {doc['trace_id']} nest deeper than {MAX_JSON_DEPTH} levels")
     try:
         orjson.dumps(spans)

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import math
 import secrets
 import threading
 import time
@@ -23,8 +24,10 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .errors import InvalidInput, StoreLocked
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo, new_trace_id
-from .tags import validate_tags
+from .schema import MAX_PREVIEW, deeper_than
+from .tags import validate_key, validate_value
 
 __all__ = [
     "LiveSpan",
@@ -61,14 +64,69 @@ def _default(obj: Any) -> Any:
     return repr(obj)
 
 
-def to_jsonable(value: Any) -> Any:
-    """A JSON-safe copy of ``value``: dataclasses and models as dicts, anything else as repr."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
+# Inputs and outputs nest at most this deep; deeper values are kept as their repr, so one odd
+# payload can never make the store refuse the whole trace.
+MAX_VALUE_DEPTH = 64
+
+
+def _repr(value: Any) -> str:
     try:
-        return orjson.loads(orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS))
-    except (TypeError, orjson.JSONEncodeError):
         return repr(value)
+    except Exception:  # a broken __repr__ of the user's must not break the call
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-safe copy of ``value``: dataclasses and models as dicts, anything else as repr.
+
+    Never raises: whatever the application passes, the traced call goes on.
+    """
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int | float):
+        # JSON has no NaN or infinity, and orjson writes null for them; keep the value visible
+        if isinstance(value, float) and not math.isfinite(value):
+            return repr(value)
+        return value if not isinstance(value, int) or abs(value) < 2**63 else str(value)
+    try:
+        out = orjson.loads(orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS))
+    except Exception:
+        return _repr(value)
+    return _repr(value) if deeper_than(out, MAX_VALUE_DEPTH) else out
+
+
+_warned: set[str] = set()
+
+
+def _problem(span: LiveSpan | None, what: str, error: BaseException) -> None:
+    """A tracing call got something it cannot store: warn once per kind of problem, and note it
+    on the span (an event) so that whoever reads the trace sees what was left out."""
+    message = f"{what}: {error}"
+    kind = f"{what}:{type(error).__name__}"
+    if kind not in _warned:
+        _warned.add(kind)
+        log.warning("tracetag: %s (the rest was recorded; noted on the trace)", message)
+    if span is not None:
+        with contextlib.suppress(Exception):
+            span.events.append(
+                SpanEvent("tracetag.warning", time.time_ns(), {"message": message[:2000]})
+            )
+
+
+def _clean_pairs(span: LiveSpan | None, what: str, values: Any) -> dict[str, str]:
+    """The valid key/value pairs of ``values``; each invalid one is reported, not raised."""
+    clean: dict[str, str] = {}
+    try:
+        items = list(values.items())
+    except Exception as e:
+        _problem(span, what, e)
+        return clean
+    for k, v in items:
+        try:
+            clean[validate_key(k)] = validate_value(k, v)
+        except InvalidInput as e:
+            _problem(span, what, e)
+    return clean
 
 
 def _preview(value: Any) -> str | None:
@@ -142,18 +200,20 @@ class LiveSpan:
         self._trace = trace
         self.span_id = secrets.token_hex(8)
         self.parent_id = parent.span_id if parent else None
-        self.name = name
-        self.span_type = span_type
+        self.name = name if isinstance(name, str) else _repr(name)
+        self.span_type = span_type if isinstance(span_type, str) else _repr(span_type)
         self.start_time_ns = start_time_ns if start_time_ns is not None else time.time_ns()
         self.end_time_ns: int | None = None
         self.status = "OK"
         self.status_message = ""
-        self.attributes: dict[str, Any] = {k: to_jsonable(v) for k, v in (attributes or {}).items()}
+        self.attributes: dict[str, Any] = {}
         self.events: list[SpanEvent] = []
         self.inputs: Any = None
         self.outputs: Any = None
         with trace.lock:
             trace.spans.append(self)
+        if attributes:
+            self.set_attributes(attributes)
 
     @property
     def trace_id(self) -> str:
@@ -163,6 +223,9 @@ class LiveSpan:
     def request_id(self) -> str:
         return self._trace.trace_id
 
+    # Every method below may be called from the middle of a user's request handler: none
+    # raises; what cannot be stored is reported (see _problem) and the rest is kept.
+
     def set_inputs(self, inputs: Any) -> None:
         self.inputs = to_jsonable(inputs)
 
@@ -170,19 +233,34 @@ class LiveSpan:
         self.outputs = to_jsonable(outputs)
 
     def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = to_jsonable(value)
+        self.attributes[key if isinstance(key, str) else _repr(key)] = to_jsonable(value)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        for k, v in attributes.items():
+        try:
+            items = list(attributes.items())
+        except Exception as e:
+            _problem(self, "set_attributes", e)
+            return
+        for k, v in items:
             self.set_attribute(k, v)
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
-        attrs = {k: to_jsonable(v) for k, v in (attributes or {}).items()}
-        self.events.append(SpanEvent(name, time.time_ns(), attrs))
+        try:
+            attrs = {str(k): to_jsonable(v) for k, v in (attributes or {}).items()}
+        except Exception as e:
+            _problem(self, "add_event", e)
+            attrs = {}
+        self.events.append(SpanEvent(str(name), time.time_ns(), attrs))
 
     def set_status(self, status: str, message: str = "") -> None:
-        self.status = status.upper()
-        self.status_message = message
+        text = str(status).upper()
+        if text not in ("OK", "ERROR", "UNSET"):
+            _problem(
+                self, "set_status", InvalidInput(f"unknown status {text!r}, kept {self.status}")
+            )
+            return
+        self.status = text
+        self.status_message = str(message)
         if self.status == "ERROR":
             self._trace.status = "ERROR"
 
@@ -244,7 +322,7 @@ class _GroupCommit:
                     by_store.setdefault(st, []).append((it, tk))
                 for st, entries in by_store.items():
                     try:
-                        st.put_traces([it for it, _tk in entries], count_replaced=False)
+                        _put_patiently(st, [it for it, _tk in entries])
                     except Exception as e:
                         for _it, tk in entries:
                             tk["error"] = e
@@ -252,6 +330,21 @@ class _GroupCommit:
                         tk["done"] = True
         if ticket["error"] is not None:
             raise ticket["error"]
+
+
+def _put_patiently(store: Any, items: list[tuple[dict, list[dict]]]) -> None:
+    """Store finished traces; a lock held long by another process (a big compaction, say) is
+    waited out rather than the traces dropped."""
+    for attempt in range(10):
+        try:
+            store.put_traces(items, count_replaced=False)
+            return
+        except StoreLocked:
+            if attempt == 9:
+                raise
+            log.warning(
+                "tracetag: the store is busy; still waiting to record %d traces", len(items)
+            )
 
 
 _COMMITS = _GroupCommit()
@@ -316,9 +409,11 @@ def start_span_no_context(
     if inputs is not None:
         span.set_inputs(inputs)
     if tags:
-        live.update_tags(validate_tags(tags))
+        live.update_tags(_clean_pairs(span, "tags", tags))
     if metadata:
-        live.metadata.update(validate_tags(metadata))
+        clean = _clean_pairs(span, "metadata", metadata)
+        with live.lock:
+            live.metadata.update(clean)
     return span
 
 
@@ -453,17 +548,25 @@ def update_current_trace(
         return
     live = span._trace
     if tags:
-        live.update_tags(validate_tags(tags))
+        live.update_tags(_clean_pairs(span, "update_current_trace(tags=...)", tags))
     if metadata:
-        clean = validate_tags(metadata)
+        clean = _clean_pairs(span, "update_current_trace(metadata=...)", metadata)
         with live.lock:
             live.metadata.update(clean)
     if client_request_id is not None:
-        live.client_request_id = str(client_request_id)
+        live.client_request_id = (
+            _repr(client_request_id)[:1000]
+            if not isinstance(client_request_id, str)
+            else client_request_id[:1000]
+        )
     if request_preview is not None:
-        live.request_preview = request_preview
+        live.request_preview = _text(request_preview)
     if response_preview is not None:
-        live.response_preview = response_preview
+        live.response_preview = _text(response_preview)
+
+
+def _text(value: Any) -> str:
+    return (value if isinstance(value, str) else _repr(value))[:MAX_PREVIEW]
 
 
 def get_last_active_trace_id() -> str | None:

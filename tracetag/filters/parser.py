@@ -110,12 +110,31 @@ def grammar_path() -> Path:
     return Path(__file__).resolve().parents[2] / "grammar" / "filter.lark"
 
 
-def _cache_file(text: str) -> str | bool:
-    """A per-user file for lark's compiled parser (building it costs ~50 ms per process).
+def _private_folder(folder: str) -> bool:
+    """True when ``folder`` is a real directory owned by this user that nobody else can write.
 
-    Not lark's default shared temp folder: the cache is a pickle, so it must live where only
-    this user can write. Without a usable folder there is simply no cache.
+    lark's cache is a pickle, and loading a pickle runs code: one planted by another user in a
+    shared or group-writable folder would run as us, and a planted symlink would make lark
+    overwrite a file of ours. So the cache is used only in a folder only we control.
     """
+    import os
+    import stat
+
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    owner = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    return (
+        stat.S_ISDIR(st.st_mode)
+        and st.st_uid == owner
+        and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
+def _cache_file(text: str) -> str | bool:
+    """A per-user file for lark's compiled parser (building it costs ~50 ms per process), or
+    False (no cache) when there is no folder only this user can write."""
     import hashlib
     import os
     import sys
@@ -128,9 +147,14 @@ def _cache_file(text: str) -> str | bool:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
         return False
+    if not _private_folder(folder):
+        return False
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     py = f"{sys.version_info[0]}{sys.version_info[1]}"
-    return os.path.join(folder, f"filter-{digest}-lark{lark.__version__}-py{py}.cache")
+    path = os.path.join(folder, f"filter-{digest}-lark{lark.__version__}-py{py}.cache")
+    if os.path.islink(path):
+        return False
+    return path
 
 
 @lru_cache(maxsize=1)
