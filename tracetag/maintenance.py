@@ -28,6 +28,7 @@ from .store import (
     _read_spans_at,
     decode_record,
     foreign_kind,
+    orphan_files,
 )
 
 __all__ = ["CheckReport", "check", "info", "repair"]
@@ -228,6 +229,14 @@ def check(store: Store) -> CheckReport:
         report.errors.append(f"{spans.path}: spans of {len(unreadable)} traces unreadable")
     dead = spans.size - spans.live
     report.facts["spans_dead_bytes"] = dead
+    orphans = orphan_files(store.path, spans.path)
+    if orphans:
+        size = sum(p.stat().st_size for p in orphans if p.exists())
+        report.warnings.append(
+            f"{len(orphans)} files left by interrupted compactions ({size} bytes): "
+            + ", ".join(p.name for p in orphans)
+            + "; the next compaction removes them ('tracetag store compact')"
+        )
     if dead > max(1 << 20, spans.size // 2):
         report.warnings.append(
             f"{spans.path}: {dead} of {spans.size} bytes belong to replaced or unfinished "

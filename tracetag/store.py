@@ -202,6 +202,18 @@ def foreign_kind(data: bytes) -> str | None:
     return None
 
 
+def create_file(path: Path, mode: int, flags: int = os.O_WRONLY | os.O_TRUNC) -> int:
+    """Open ``path``, creating it with exactly ``mode`` (the umask would narrow a shared
+    store's group bits)."""
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        if hasattr(os, "fchmod") and os.fstat(fd).st_mode & 0o777 != mode:
+            os.fchmod(fd, mode)
+    except OSError:
+        pass  # not our file (a shared store created by another user): keep its mode
+    return fd
+
+
 def _file_mode(base: Path) -> int:
     """The mode for a new file of the store: the base file's, else private."""
     try:
@@ -265,7 +277,7 @@ def _atomic_write(path: Path, chunks: Iterable[bytes]) -> tuple[int, int]:
     size = crc = 0
     mode = _file_mode(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        fd = create_file(tmp, mode)
         with open(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
@@ -873,7 +885,7 @@ class _ProcessLock:
                 raise _locked(store, timeout) from None
             return
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode(store))
+            self._fd = create_file(self.path, _file_mode(store), os.O_RDWR)
         deadline = time.monotonic() + timeout
         pause = 0.0002
         while True:
@@ -1174,7 +1186,7 @@ class Store:
             return []
         lines = [encode_record({"trace_id": tid, "spans": spans}) for tid, spans in items]
         mode = _file_mode(self.path)
-        fd = os.open(snap.spans_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+        fd = create_file(snap.spans_path, mode, os.O_WRONLY | os.O_APPEND)
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
             write_all(fd, b"".join(lines), snap.spans_path)
@@ -1312,7 +1324,7 @@ def _copy_live_spans(
     except FileNotFoundError:
         src = None
     try:
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _file_mode(base.path))
+        fd = create_file(new, _file_mode(base.path))
         with open(fd, "wb") as dst:
             offset = 0
             for tid, raw, doc in docs:

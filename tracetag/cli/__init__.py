@@ -367,11 +367,31 @@ def export(
         n = st.client.export_traces(sys.stdout.buffer, filter_string, experiment_id)
         sys.stdout.buffer.flush()
     else:
-        tmp = Path(out + ".partial")
-        with open(tmp, "wb") as fh:
-            n = st.client.export_traces(fh, filter_string, experiment_id)
-        tmp.replace(out)
+        n = _export_to_file(st.client, Path(out), filter_string, experiment_id)
     typer.echo(f"exported {n} traces", err=True)
+
+
+def _export_to_file(client: Any, out: Path, filter_string: str | None, exps: Any) -> int:
+    """Write beside ``out`` and rename, so a failed export never leaves half a file; the
+    file is private (it holds prompts and responses) like the store."""
+    from ..store import PRIVATE_FILE, create_file
+
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        fd = create_file(tmp, PRIVATE_FILE)
+    except OSError as e:
+        raise InvalidInput(f"{out}: cannot write ({e.strerror})") from None
+    try:
+        with open(fd, "wb") as fh:
+            n = client.export_traces(fh, filter_string, exps)
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInput(f"{out}: cannot write ({e.strerror})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
 
 
 @app.command()
