@@ -94,6 +94,7 @@ def test_stats_two_keys_filter_sort_and_csv(grouped, cli):
         "tags.env",
         "status",
         "count",
+        "errors",
         "error_rate",
         "mean_ms",
         "p50_ms",
@@ -102,7 +103,7 @@ def test_stats_two_keys_filter_sort_and_csv(grouped, cli):
         "max_ms",
     ]
     assert [r[:3] for r in rows[1:]] == [["prod", "OK", "8"], ["prod", "ERROR", "3"]]
-    assert rows[2][4] == "20.0" and rows[2][8] == "30"
+    assert rows[2][3] == "3" and rows[2][5] == "20.0" and rows[2][9] == "30"
 
 
 def test_stats_table_and_errors(grouped, cli):

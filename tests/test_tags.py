@@ -87,7 +87,7 @@ def test_tag_set_values_verbatim(cli, conformance_store):
         "tag", "set", A, "eq=a=b=c", "empty=", "quote='x\"y", "uni=Zürich ✓", "sp= padded "
     )
     assert result.exit_code == 0, result.output
-    assert result.stderr == "1 traces changed, 0 unchanged\n"
+    assert result.stderr == "1 trace changed, 0 unchanged\n"
     tags = tags_of(conformance_store, A)
     assert tags["eq"] == "a=b=c" and tags["empty"] == "" and tags["quote"] == "'x\"y"
     assert tags["uni"] == "Zürich ✓" and tags["sp"] == " padded "
