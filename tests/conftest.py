@@ -38,6 +38,7 @@ def isolated_store(tmp_path, monkeypatch, _cache_home):
     api._STORES.clear()
     tracing._state["experiment_id"] = "0"
     tracing._state["last_trace_id"] = None
+    tracing._state["chosen"] = False
     tracing._warned.clear()
     yield path
     api.set_store(None)

@@ -54,11 +54,23 @@ def test_completion_scripts_are_fresh(shell, cli):
     assert cli("completion", shell).stdout == script(shell)
 
 
-def test_usage_errors_exit_2_without_traceback(cli):
-    for args in (["search", "--bogus"], ["search", "-o", "xml"], ["stats"], ["nope"]):
-        result = cli(*args)
-        assert result.exit_code == 2, args
-        assert "Traceback" not in result.output
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["search", "--bogus"], "No such option: --bogus"),
+        (["search", "-o", "xml"], "'xml' is not one of"),
+        (["nope"], "No such command 'nope'"),
+        (["tags", "set"], "did you mean 'tracetag tag set'?"),
+        (["serch"], "did you mean 'tracetag search'?"),
+        (["tag", "list"], "Missing argument 'TRACE_ID'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_a_hint(cli, args, says):
+    result = cli(*args)
+    assert result.exit_code == 2, args
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("tracetag: error: ")
+    assert says in result.stderr, result.stderr
+    assert "--help" in result.stderr
 
 
 def _complete(words: str, store: Path, cword: int | None = None) -> list[str]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -12,6 +15,8 @@ import tracetag
 from tracetag.api import TracetagClient
 from tracetag.errors import FilterSyntaxError, InvalidQuery
 from tracetag.query import parse_order_by
+
+from .conftest import ID_RE
 
 
 def _put(client: TracetagClient, rows: list[tuple[str, int, int | None, dict]]) -> None:
@@ -126,9 +131,64 @@ def test_cli_page_tokens_round_trip(cli, conformance_store):
     assert seen == everything and len(everything) == 48
 
 
-def test_cli_default_max_results_is_100(cli, conformance_store):
+def test_pipes_get_every_match_and_tables_a_page(cli, conformance_store):
     result = cli("search", "-o", "ids")
-    assert len(result.stdout.split()) == 100 and "next page" in result.stderr
+    assert len(result.stdout.split()) == 320 and "next page" not in result.stderr
+    assert len(cli("search").stdout.splitlines()) == 321  # TSV in a pipe: header + all
+    table = cli("search", "-o", "table")
+    assert len(ID_RE.findall(table.stdout)) == 100 and "next page" in table.stderr
+    assert len(cli("search", "-o", "ids", "-n", "7").stdout.split()) == 7
+
+
+def test_search_pipe_into_tag_set_tags_every_match(tmp_path):
+    """The README's batch pipeline, in real processes, over more than a page of matches."""
+    from tracetag.api import TracetagClient
+
+    from .conftest import TRACES_JSONL, run_tracetag
+
+    store = tmp_path / "store.json"
+    client = TracetagClient(store)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    client.update_tags(filter_string="status = 'ERROR'", set={"environment": "other"})
+    want = client.search_traces(filter_string="status = 'OK'", max_results=None)
+    assert len(want) >= 250
+    env = {"TRACETAG_STORE": str(store)}
+    proc = subprocess.run(
+        f"{sys.executable} -m tracetag search -f \"status = 'OK'\" -o ids "
+        f"| {sys.executable} -m tracetag tag set - checked=true",
+        shell=True,
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    tagged = client.search_traces(filter_string="tags.checked = 'true'", max_results=None)
+    assert len(tagged) == len(want)
+    # the default TSV piped in works too: its first column holds the ids
+    proc = subprocess.run(
+        f"{sys.executable} -m tracetag search -f \"status = 'ERROR'\" "
+        f"| {sys.executable} -m tracetag tag set - checked=err",
+        shell=True,
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(client.search_traces(filter_string="tags.checked = 'err'", max_results=None)) == (
+        320 - len(want)
+    )
+    assert (
+        run_tracetag(
+            "tag",
+            "set",
+            "-",
+            "ws=1",
+            input=" ".join(t.info.trace_id for t in want[:3]).encode(),
+            env=env,
+        ).returncode
+        == 0
+    )
+    assert len(client.search_traces(filter_string="tags.ws = '1'")) == 3
 
 
 def test_cli_output_formats(cli, conformance_store):

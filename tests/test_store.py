@@ -89,10 +89,34 @@ def test_reads_never_write(store_path, conformance_store, cli):
     assert {p.name: p.stat().st_mtime_ns for p in store_path.parent.iterdir()} == mtimes
 
 
-def test_missing_store_reads_empty_and_creates_nothing(tmp_path, cli):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["search", "-o", "ids"],
+        ["stats"],
+        ["tag", "set", "tr-a", "k=v"],
+        ["tag", "set", "-f", "status = 'OK'", "k=v"],
+        ["delete", "-f", "status = 'OK'", "-y"],
+        ["tags", "keys"],
+        ["export"],
+    ],
+)
+def test_a_mistyped_store_is_an_error_and_creates_nothing(tmp_path, cli, args):
     path = tmp_path / "nothing" / "store.json"
-    result = cli("--store", str(path), "search", "-o", "ids")
-    assert result.exit_code == 0 and result.stdout == ""
+    result = cli("--store", str(path), *args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"tracetag: error: {path}: no tracetag store here (check --store or $TRACETAG_STORE; "
+        "'tracetag import FILE' or 'tracetag demo' creates one)\n"
+    )
+    assert not path.parent.exists()
+
+
+def test_the_library_reads_a_missing_store_as_empty_and_creates_nothing(tmp_path):
+    path = tmp_path / "nothing" / "store.json"
+    client = TracetagClient(path)
+    assert client.search_traces() == []
+    assert client.update_tags(["tr-a"], set={"k": "v"}).not_found == ["tr-a"]
     assert not path.parent.exists()
 
 

@@ -42,6 +42,7 @@ _LAZY = {
     "MlflowClient": ".api",
     "PagedList": ".api",
     "set_store": ".api",
+    "set_tracking_uri": ".api",
     "get_client": ".api",
     "Trace": ".model",
     "TraceInfo": ".model",
@@ -94,6 +95,7 @@ __all__ = [
     "set_store",
     "set_trace_tag",
     "set_trace_tags",
+    "set_tracking_uri",
     "start_span",
     "start_span_no_context",
     "trace",
@@ -101,7 +103,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .api import PagedList, TracetagClient, get_client, set_store
+    from .api import PagedList, TracetagClient, get_client, set_store, set_tracking_uri
     from .api import TracetagClient as MlflowClient
     from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
     from .store import Store
@@ -132,19 +134,26 @@ def __getattr__(name: str) -> Any:
 def search_traces(
     experiment_ids: list[str] | None = None,
     filter_string: str | None = None,
-    order_by: list[str] | None = None,
     max_results: int | None = None,
+    order_by: list[str] | None = None,
+    *,
     page_token: str | None = None,
     run_id: str | None = None,
     include_spans: bool = True,
     return_type: str = "list",
 ) -> Any:
-    """Traces matching ``filter_string`` in ``experiment_ids`` (None: all), as a list.
+    """Traces matching ``filter_string``, as MLflow's ``mlflow.search_traces`` (same order of
+    the positional parameters).
 
-    ``max_results=None`` returns every match; ``return_type="pandas"`` gives a DataFrame.
+    ``experiment_ids=None`` searches the experiment chosen with ``set_experiment``, as MLflow
+    does, or every experiment when none was chosen. ``max_results=None`` returns every match;
+    ``return_type="pandas"`` gives a DataFrame.
     """
     from .api import get_client
+    from .tracing import active_experiment_id
 
+    if experiment_ids is None and active_experiment_id() is not None:
+        experiment_ids = [str(active_experiment_id())]
     return get_client().search_traces(
         experiment_ids,
         filter_string,

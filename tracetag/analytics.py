@@ -7,6 +7,7 @@ so every reported percentile is a duration some trace actually had.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ from .query import select
 __all__ = ["GroupStats", "group_stats", "nearest_rank", "tag_keys", "tag_values"]
 
 NONE_GROUP = "(none)"
-SORTS = ("count", "error_rate", "mean", "p50", "p95", "p99", "max", "group")
+SORTS = ("count", "errors", "error_rate", "mean", "p50", "p95", "p99", "max", "group")
+
+
+def natural_key(value: str) -> tuple:
+    """``v2`` before ``v10``, ``9`` before ``10``: digit runs compare as numbers."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", value)
+        if part
+    )
 
 
 def nearest_rank(sorted_values: Sequence[float], p: float) -> float | None:
@@ -55,8 +65,6 @@ def group_stats(
     experiment_ids: Iterable[str] | None = None,
     sort: str = "count",
 ) -> GroupStats:
-    if not group_by:
-        raise InvalidQuery("give at least one --group-by key")
     if sort not in SORTS:
         raise InvalidQuery(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
     fields = [_group_field(g) for g in group_by]
@@ -88,9 +96,9 @@ def group_stats(
             }
         )
     if sort == "group":
-        rows.sort(key=lambda r: r["group"])
+        rows.sort(key=lambda r: [natural_key(g) for g in r["group"]])
     else:
-        col = sort if sort in ("count", "error_rate") else f"{sort}_ms"
+        col = sort if sort in ("count", "errors", "error_rate") else f"{sort}_ms"
 
         def by_col(r: dict[str, Any]) -> tuple[float, list[str]]:
             v = r[col]

@@ -37,6 +37,7 @@ __all__ = [
     "TracetagClient",
     "get_client",
     "set_store",
+    "set_tracking_uri",
 ]
 
 
@@ -150,6 +151,11 @@ class TracetagClient:
             by_run = A.Compare(A.Field("attribute", "run_id"), "=", A.String(run_id))
             node = by_run if node is None else A.And((node, by_run))
         with self.store.snapshot() as snap:
+            if experiment_ids is not None:
+                known = {e["experiment_id"] for e in snap.experiments()}
+                for e in experiment_ids:
+                    if str(e) not in known:
+                        raise ExperimentNotFound(str(e))
             return search(
                 snap,
                 node,
@@ -346,12 +352,17 @@ class TracetagClient:
         return [{**e, "traces": counts.get(e["experiment_id"], 0)} for e in exps]
 
     def resolve_experiment_ids(self, values: Iterable[str]) -> list[str]:
-        """Experiment ids for ids or names (an id wins; an unknown value stays as given)."""
+        """Experiment ids for ids or names (an id wins); an unknown one is an error."""
         with self.store.snapshot() as snap:
             exps = snap.experiments()
         ids = {e["experiment_id"] for e in exps}
         by_name = {e["name"]: e["experiment_id"] for e in exps}
-        return [v if v in ids else by_name.get(v, v) for v in values]
+        out = []
+        for v in values:
+            if v not in ids and v not in by_name:
+                raise ExperimentNotFound(v)
+            out.append(v if v in ids else by_name[v])
+        return out
 
     def get_experiment_by_name(self, name: str) -> dict | None:
         with self.store.snapshot() as snap:
@@ -451,6 +462,11 @@ def set_store(path: str | os.PathLike[str] | None) -> None:
     """Use this store for the fluent functions (like ``mlflow.set_tracking_uri``); None resets."""
     global _DEFAULT_PATH
     _DEFAULT_PATH = None if path is None else os.fspath(path)
+
+
+def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
+    """MLflow's name for :func:`set_store`: where the fluent functions read and write."""
+    set_store(uri)
 
 
 def get_client() -> TracetagClient:

@@ -18,6 +18,7 @@ __all__ = [
     "StoreCorrupted",
     "StoreError",
     "StoreLocked",
+    "StoreMissing",
     "TagNotFound",
     "TraceNotFound",
     "TracetagError",
@@ -34,6 +35,17 @@ class TraceNotFound(TracetagError):
     def __init__(self, trace_id: str):
         super().__init__(f"trace not found: {trace_id}")
         self.trace_id = trace_id
+
+
+class StoreMissing(TracetagError):
+    """A command that reads was pointed at a store that does not exist."""
+
+    def __init__(self, path: object):
+        super().__init__(
+            f"{path}: no tracetag store here (check --store or $TRACETAG_STORE; "
+            "'tracetag import FILE' or 'tracetag demo' creates one)"
+        )
+        self.path = path
 
 
 class TagNotFound(TracetagError):

@@ -211,6 +211,19 @@ class Trace:
     def to_dict(self) -> dict[str, Any]:
         return {"info": self.info.to_dict(), "spans": [s.to_dict() for s in self.spans]}
 
+    def to_json(self, pretty: bool = False) -> str:
+        """The trace as JSON text (MLflow's ``Trace.to_json``); ``tracetag import`` reads it."""
+        import orjson
+
+        option = orjson.OPT_INDENT_2 if pretty else 0
+        return orjson.dumps(self.to_dict(), option=option).decode()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Trace:
+        import orjson
+
+        return cls.from_dict(orjson.loads(text))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trace:
         return cls(

@@ -1146,6 +1146,8 @@ class Store:
             with self.snapshot() as snap:
                 result = plan(snap)
                 since = _version(snap)
+            if not self.path.exists() and record_of(result) is None:
+                return result  # nothing to write: a failed write creates no store
             with self._writing() as locked:
                 changed = self._changed_since(since)
                 if changed is None:

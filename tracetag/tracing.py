@@ -31,6 +31,7 @@ from .tags import validate_key, validate_value
 
 __all__ = [
     "LiveSpan",
+    "active_experiment_id",
     "get_current_active_span",
     "get_last_active_trace_id",
     "live_trace",
@@ -47,7 +48,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _current: ContextVar[LiveSpan | None] = ContextVar("tracetag_current_span", default=None)
 _LIVE: dict[str, _LiveTrace] = {}
 _LIVE_LOCK = threading.Lock()
-_state = {"experiment_id": "0", "last_trace_id": None}
+_state: dict[str, Any] = {"experiment_id": "0", "last_trace_id": None, "chosen": False}
 PREVIEW_CHARS = 1000
 
 
@@ -588,7 +589,13 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
             client.create_experiment(experiment_name)
             exp = client.get_experiment_by_name(experiment_name)
     else:
-        raise ValueError("give an experiment name or id")
+        raise InvalidInput("set_experiment needs an experiment name or id")
     assert exp is not None
     _state["experiment_id"] = exp["experiment_id"]
+    _state["chosen"] = True
     return exp
+
+
+def active_experiment_id() -> str | None:
+    """The experiment ``set_experiment`` chose in this process, if any."""
+    return _state["experiment_id"] if _state["chosen"] else None

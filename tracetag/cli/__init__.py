@@ -23,8 +23,45 @@ from ..errors import FilterSyntaxError, InvalidInput, StoreError, TracetagError
 __all__ = ["app", "main"]
 
 
+def _no_python_types() -> None:
+    """Help shows our metavars (TRACE_ID, KEY=VALUE), not Python types (``<str>``,
+    ``<list[str]>``), which mean nothing to a person at a terminal."""
+    from typer import core
+
+    original = core._TyperParameter.display_type
+
+    def display_type(self: Any, ctx: Any) -> Any:
+        return None if self.metavar is not None else original(self, ctx)
+
+    core._TyperParameter.display_type = display_type  # type: ignore[method-assign]
+
+
+_no_python_types()
+
+
 class _Group(TyperGroup):
     """Turns library errors into one line and an exit code, for every subcommand."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Usage errors in one line with a hint, as every other error (Click prints three)."""
+        try:  # typer >= 0.20 carries its own copy of Click
+            from typer._click import exceptions as click
+        except ImportError:  # pragma: no cover - older typer
+            from click import exceptions as click  # type: ignore[no-redef, import-not-found, unused-ignore]
+
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            sys.stderr.write(f"tracetag: error: {_usage_message(e)}\n")
+            sys.exit(2)
+        except typer.Abort:
+            sys.stderr.write("tracetag: interrupted\n")
+            sys.exit(130)
+        except click.ClickException as e:
+            sys.stderr.write(f"tracetag: error: {e.format_message()}\n")
+            sys.exit(e.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -37,22 +74,49 @@ class _Group(TyperGroup):
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
         except OSError as e:
-            # The file system said no (a full disk, a read-only folder): one line, no traceback.
+            # The file system said no (a full disk, a read-only folder): one line, no
+            # traceback; a store error (exit 3) only when it is about the store's own files.
             where = f"{e.filename}: " if e.filename else ""
-            _fail(StoreError(f"{where}{e.strerror or e}"))
+            store = str(_state(ctx).store_file()) if ctx.obj else ""
+            about_store = bool(store) and str(e.filename or "").startswith(store)
+            cls = StoreError if about_store else TracetagError
+            _fail(cls(f"{where}{e.strerror or e}"))
         except KeyboardInterrupt:
             sys.stderr.write("tracetag: interrupted\n")
             sys.exit(130)
 
 
+def _usage_message(e: Any) -> str:
+    """Click's message, plus the command a person most likely meant."""
+    import difflib
+
+    message = e.format_message()
+    ctx = e.ctx
+    hint = ""
+    if message.startswith("No such command") and ctx is not None:
+        wrong = message.split("'")[1] if "'" in message else ""
+        root = ctx.find_root().command
+        here = ctx.command
+        names: list[str] = []
+        for name, cmd in root.commands.items():
+            names.append(name)
+            names += [f"{name} {sub}" for sub in getattr(cmd, "commands", {})]
+        typed = f"{ctx.info_name} {wrong}" if here is not root else wrong
+        close = difflib.get_close_matches(typed, names, n=1, cutoff=0.6)
+        close = close or [n for n in names if n.endswith(f" {wrong}")][:1]
+        if close:
+            hint = f"; did you mean 'tracetag {close[0]}'?"
+    where = ctx.command_path if ctx is not None else "tracetag"
+    return f"{message.rstrip('.')}{hint} (see '{where} --help')"
+
+
 def _fail(e: TracetagError) -> None:
+    from .render import visible
+
     err = sys.stderr
-    if isinstance(e, FilterSyntaxError):
-        err.write(f"tracetag: error: {e}\n")
-        if e.text:
-            err.write(e.caret() + "\n")
-    else:
-        err.write(f"tracetag: error: {e}\n")
+    err.write(f"tracetag: error: {visible(e)}\n")
+    if isinstance(e, FilterSyntaxError) and e.text:
+        err.write(visible(e.caret(), newlines=True) + "\n")
     err.flush()
     sys.exit(e.exit_code)
 
@@ -68,14 +132,30 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 tag_app = typer.Typer(
-    cls=_Group, help="Set, delete, list and edit the tags of traces.", no_args_is_help=True
+    cls=_Group,
+    help="Set, delete, list and edit the tags of traces.\n\n\b\nExamples:\n"
+    "  tracetag tag set TRACE_ID reviewed=true\n"
+    "  tracetag tag set --filter \"status = 'ERROR'\" needs_review=true --dry-run\n"
+    "  tracetag search -f \"tags.user_id = 'user_017'\" -o ids | tracetag tag set - vip=yes",
+    no_args_is_help=True,
 )
 tags_app = typer.Typer(
-    cls=_Group, help="Discover the tag keys and values in use.", no_args_is_help=True
+    cls=_Group,
+    help="Discover the tag keys and values in use.\n\n\b\nExamples:\n"
+    "  tracetag tags keys\n  tracetag tags values model_version",
+    no_args_is_help=True,
 )
-exp_app = typer.Typer(cls=_Group, help="List and create experiments.", no_args_is_help=True)
+exp_app = typer.Typer(
+    cls=_Group,
+    help="List and create experiments.\n\n\b\nExamples:\n"
+    "  tracetag experiments list\n  tracetag experiments create chatbot",
+    no_args_is_help=True,
+)
 store_app = typer.Typer(
-    cls=_Group, help="Inspect, check, repair and compact the store.", no_args_is_help=True
+    cls=_Group,
+    help="Inspect, check, repair and compact the store.\n\n\b\nExamples:\n"
+    "  tracetag store info\n  tracetag store check\n  tracetag store compact --vacuum",
+    no_args_is_help=True,
 )
 app.add_typer(tag_app, name="tag")
 app.add_typer(tags_app, name="tags")
@@ -87,14 +167,26 @@ class State:
     def __init__(self, store: Path | None, color: bool):
         self.store_path = store
         self.color = color
+        self.creates = False  # set by the commands that may create the store
         self._client: Any = None
+
+    def store_file(self) -> Path:
+        from ..store import resolve_store_path
+
+        return resolve_store_path(self.store_path)
 
     @property
     def client(self) -> Any:
+        """The store's client; reading a store that does not exist is an error (a mistyped
+        --store would otherwise look like an empty result)."""
         if self._client is None:
             from ..api import TracetagClient
+            from ..errors import StoreMissing
 
-            self._client = TracetagClient(self.store_path)
+            path = self.store_file()
+            if not self.creates and not path.exists():
+                raise StoreMissing(path)
+            self._client = TracetagClient(path)
         return self._client
 
 
@@ -221,12 +313,20 @@ def _output(*choices: str) -> Any:
     )
 
 
-SearchOutput = Annotated[str | None, _output("table", "tsv", "json", "jsonl", "csv", "ids")]
-ShowOutput = Annotated[str | None, _output("tree", "json")]
+# One set of format names: every listing takes table (the default on a terminal), tsv (the
+# default in a pipe), csv, json and jsonl; search adds ids; show draws a table/tree or JSON;
+# reports of what a command did are text or json.
+LISTING = ("table", "tsv", "csv", "json", "jsonl")
+SearchOutput = Annotated[str | None, _output(*LISTING, "ids")]
+ShowOutput = Annotated[str | None, _output("table", "json", "tree")]
 TextOutput = Annotated[str | None, _output("text", "json")]
-TableOutput = Annotated[str | None, _output("table", "json")]
-KeyValueOutput = Annotated[str | None, _output("table", "json", "tsv")]
-RowsOutput = Annotated[str | None, _output("table", "json", "csv", "tsv")]
+RowsOutput = Annotated[str | None, _output(*LISTING)]
+NoHeaderOpt = Annotated[
+    bool, typer.Option("--no-header", help="tsv and csv: leave out the header line.")
+]
+
+
+SORTS = ("count", "errors", "error_rate", "mean", "p50", "p95", "p99", "max", "group")
 
 
 def _render() -> Any:
@@ -252,8 +352,17 @@ def search(
         ),
     ] = None,
     max_results: Annotated[
-        int, typer.Option("--max-results", "-n", metavar="N", min=1, help="Traces per page.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--max-results",
+            "-n",
+            metavar="N",
+            min=1,
+            help="Traces per page (default: 100 on a terminal; every match with -o ids or "
+            "in a pipe, so a pipeline never stops at a page).",
+            show_default=False,
+        ),
+    ] = None,
     all_results: Annotated[
         bool, typer.Option("--all", "-a", help="Every match, no paging.")
     ] = False,
@@ -263,12 +372,24 @@ def search(
         typer.Option("--page-token", metavar="TOKEN", help="Token printed by the previous page."),
     ] = None,
     output: SearchOutput = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            metavar="COLS",
+            help="Columns for table/tsv/csv, comma-separated: trace_id, time, name, status, "
+            "duration, tags, or tags.KEY / metadata.KEY in a column of its own.",
+            show_default=False,
+        ),
+    ] = None,
+    no_header: NoHeaderOpt = False,
     explain: Annotated[
         bool, typer.Option("--explain", help="Print the parsed filter and order; do not search.")
     ] = False,
 ) -> None:
     """Search traces with a filter, ordering and paging.
 
+    \b
     Example: tracetag search -f "execution_time_ms > 5s" --order-by "execution_time_ms DESC"
     """
     st = _state(ctx)
@@ -279,6 +400,13 @@ def search(
 
         render.explain(parse_filter(filter_string), parse_order_by(order_by))
         return
+    from ..filters import parse_filter
+
+    parse_filter(filter_string)  # a wrong filter is reported before anything about the store
+    cols = render.parse_columns(columns)
+    fmt = output or render.default_format()
+    if max_results is None and not all_results and fmt == "table":
+        max_results = 100  # a screenful for a person; pipes and -o ids get every match
     page = st.client.search_page(
         experiment_id,
         filter_string,
@@ -286,7 +414,11 @@ def search(
         order_by,
         page_token,
     )
-    render.traces(page, output or render.default_format(), color=st.color)
+    if fmt == "table" and len(page) > render.MAX_TABLE_ROWS:
+        raise InvalidInput(
+            f"{len(page)} traces are too many for a table; use -o tsv, -o jsonl or -n N"
+        )
+    render.traces(page, fmt, color=st.color, columns=cols, header=not no_header)
 
 
 @app.command()
@@ -299,11 +431,12 @@ def show(
 ) -> None:
     """Show a trace: info, tags, metadata and the span tree.
 
+    \b
     Example: tracetag show tr-6663f3d7173cfa73b65948ca5fbc00b3 --output json
     """
     st = _state(ctx)
     trace = st.client.get_trace(trace_id)
-    _render().trace_detail(trace, output or "tree", color=st.color)
+    _render().trace_detail(trace, "json" if output == "json" else "table", color=st.color)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,9 +462,11 @@ def import_(
     A trace already in the store is updated, not duplicated. A bad record aborts the whole import
     (nothing is written) unless --skip-invalid.
 
+    \b
     Example: tracetag import traces.jsonl
     """
     st = _state(ctx)
+    st.creates = True
     data = _read_input(file)
     summary = st.client.import_traces(data, file, skip_invalid=skip_invalid)
     _render().import_summary(summary, output or "text")
@@ -360,6 +495,7 @@ def export(
 ) -> None:
     """Export traces (info and spans) as tracetag JSON lines, which import back identically.
 
+    \b
     Example: tracetag export -f "tags.environment = 'production'" -O prod.jsonl
     """
     st = _state(ctx)
@@ -421,6 +557,7 @@ def delete(
     """Delete traces by id or by filter, in one atomic write.
 
     Deleting by filter asks first on a terminal and needs --yes in a script.
+    \b
     Example: tracetag delete -f "timestamp_ms < now() - 30d" --dry-run
     """
     from ..terminal import ask
@@ -441,6 +578,9 @@ def delete(
     if filter_string is not None and not dry_run and not yes:
         planned = run(True)
         if planned.deleted and not ask(f"Delete {planned.deleted} traces?", default=False):
+            if sys.stdin.isatty() and sys.stderr.isatty():
+                typer.echo("nothing deleted", err=True)  # declining is an answer, not an error
+                return
             raise InvalidInput(
                 f"not deleting {planned.deleted} traces without confirmation; add --yes"
             )
@@ -455,12 +595,21 @@ def delete(
 
 
 def _ids_from(args: list[str]) -> list[str]:
+    """Ids from the arguments, ``-`` reading stdin: ids separated by any white space, or the
+    first column of tab-separated rows (what ``search`` prints in a pipe; its header row is
+    skipped)."""
     ids: list[str] = []
     for a in args:
-        if a == "-":
-            ids.extend(line.strip() for line in sys.stdin if line.strip())
-        else:
+        if a != "-":
             ids.append(a)
+            continue
+        for line in sys.stdin:
+            if "\t" in line:
+                first = line.split("\t", 1)[0].strip()
+                if first and first != "trace_id":
+                    ids.append(first)
+            else:
+                ids.extend(line.split())
     return ids
 
 
@@ -490,6 +639,7 @@ def tag_set(
 ) -> None:
     """Add or update tags on traces, by id, from stdin, or by --filter: one atomic write.
 
+    \b
     Example: tracetag search -f "status = 'ERROR'" -o ids | tracetag tag set - needs_review=true
     """
     from ..tags import parse_assignment
@@ -559,6 +709,7 @@ def tag_delete(
 ) -> None:
     """Delete tags from traces. Ids are the leading arguments that look like trace ids.
 
+    \b
     Example: tracetag tag delete tr-6663f3d7173cfa73b65948ca5fbc00b3 needs_review review_priority
     """
     from ..tags import validate_deletable_key
@@ -590,10 +741,11 @@ def tag_list(
     trace_id: Annotated[
         str, typer.Argument(help="Trace id.", metavar="TRACE_ID", autocompletion=complete_trace_ids)
     ],
-    output: KeyValueOutput = None,
+    output: RowsOutput = None,
 ) -> None:
     """List the tags of a trace.
 
+    \b
     Example: tracetag tag list tr-6663f3d7173cfa73b65948ca5fbc00b3 --output json
     """
     st = _state(ctx)
@@ -615,6 +767,7 @@ def tag_edit(
     The difference is applied in one write. An unchanged file writes nothing. Invalid lines are
     reported with their line number, nothing is written, and the text is kept in a file.
 
+    \b
     Example: EDITOR=nano tracetag tag edit tr-6663f3d7173cfa73b65948ca5fbc00b3
     """
     from ..editing import edit_tags
@@ -639,6 +792,7 @@ def tags_keys(
 ) -> None:
     """Every tag key in use, with how many traces carry it and its number of distinct values.
 
+    \b
     Example: tracetag tags keys -f "tags.environment = 'production'"
     """
     from ..analytics import tag_keys
@@ -662,6 +816,7 @@ def tags_values(
 ) -> None:
     """The values of one tag key, with counts.
 
+    \b
     Example: tracetag tags values model_version
     """
     from ..analytics import tag_values
@@ -681,15 +836,17 @@ def tags_values(
 def stats(
     ctx: typer.Context,
     group_by: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--group-by",
             "-g",
             metavar="KEY",
-            help="tags.KEY, metadata.KEY, status, name or another attribute (repeatable).",
+            help="tags.KEY, metadata.KEY, status, name or another attribute (repeatable; "
+            "none: one row for all traces).",
             autocompletion=complete_fields,
+            show_default=False,
         ),
-    ],
+    ] = None,
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
     sort: Annotated[
@@ -697,8 +854,8 @@ def stats(
         typer.Option(
             "--sort",
             metavar="COLUMN",
-            help="count, error_rate, mean, p50, p95, p99, max or group.",
-            callback=_choice(("count", "error_rate", "mean", "p50", "p95", "p99", "max", "group")),
+            help="count, errors, error_rate, mean, p50, p95, p99, max or group.",
+            callback=_choice(SORTS),
         ),
     ] = "count",
     output: RowsOutput = None,
@@ -707,13 +864,14 @@ def stats(
 
     Percentiles are nearest-rank. Traces lacking a key form the (none) group.
 
+    \b
     Example: tracetag stats --group-by tags.model_version -f "tags.environment = 'production'"
     """
     from ..analytics import group_stats
 
     st = _state(ctx)
     with st.client.snapshot() as snap:
-        result = group_stats(snap, group_by, filter_string, experiment_id, sort)
+        result = group_stats(snap, group_by or [], filter_string, experiment_id, sort)
     render = _render()
     render.stats(result, output or render.default_format(), st.color)
 
@@ -737,10 +895,11 @@ def lint(
             help="tracetag.toml or pyproject.toml with [tool.tracetag.lint].",
         ),
     ] = None,
-    output: TableOutput = None,
+    output: RowsOutput = None,
 ) -> None:
     """Check tag keys and values against the naming guidelines; exit 1 on findings.
 
+    \b
     Example: tracetag lint --fix --dry-run
     """
     from ..lint import fix_findings, lint_store, load_config
@@ -770,6 +929,7 @@ def lint(
 def experiments_list(ctx: typer.Context, output: RowsOutput = None) -> None:
     """List experiments with their trace counts.
 
+    \b
     Example: tracetag experiments list
     """
     st = _state(ctx)
@@ -786,15 +946,19 @@ def experiments_create(
 ) -> None:
     """Create an experiment (or print the id of the one with that name).
 
+    \b
     Example: tracetag experiments create chatbot-prod
     """
-    print(_state(ctx).client.create_experiment(name))
+    st = _state(ctx)
+    st.creates = True
+    print(st.client.create_experiment(name))
 
 
 @store_app.command("info")
 def store_info(ctx: typer.Context, output: TextOutput = None) -> None:
     """Where the store is and how big it is.
 
+    \b
     Example: tracetag store info
     """
     from ..maintenance import info
@@ -806,11 +970,14 @@ def store_info(ctx: typer.Context, output: TextOutput = None) -> None:
 def store_check(ctx: typer.Context, output: TextOutput = None) -> None:
     """Check every file of the store; exit 3 if something is damaged.
 
+    \b
     Example: tracetag store check
     """
     from ..maintenance import check
 
-    report = check(_state(ctx).client.store)
+    st = _state(ctx)
+    st.creates = True  # checking a store that does not exist yet says so, it is no error
+    report = check(st.client.store)
     _render().check_report(report, output or "text")
     if not report.ok:
         raise typer.Exit(3)
@@ -820,6 +987,7 @@ def store_check(ctx: typer.Context, output: TextOutput = None) -> None:
 def store_repair(ctx: typer.Context) -> None:
     """Rebuild a damaged store from what is readable, after backing up every file.
 
+    \b
     Example: tracetag store repair
     """
     from ..maintenance import repair
@@ -838,6 +1006,7 @@ def store_compact(
 ) -> None:
     """Fold the journal into the base file now (it also happens on its own).
 
+    \b
     Example: tracetag store compact --vacuum
     """
     result = _state(ctx).client.store.compact(vacuum=vacuum)
@@ -859,11 +1028,13 @@ def demo(
 ) -> None:
     """Record realistic sample traces (through the tracing API) into the store.
 
+    \b
     Example: tracetag demo --traces 500 && tracetag stats --group-by tags.model_version
     """
     from ..demo import record_demo
 
     st = _state(ctx)
+    st.creates = True
     n, experiment = record_demo(st.client, traces, seed)
     typer.echo(
         f"recorded {n} traces into experiment {experiment['experiment_id']} "
@@ -883,6 +1054,7 @@ def completion(
 ) -> None:
     """Print the shell completion script (the files in completions/ are this output).
 
+    \b
     Example: tracetag completion bash > ~/.local/share/bash-completion/completions/tracetag
     """
     from .complete import script

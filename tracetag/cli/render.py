@@ -233,6 +233,7 @@ def _width(value: Any) -> int:
 
 # -- search ---------------------------------------------------------------------------------
 
+MAX_TABLE_ROWS = 10_000  # a Rich table lays out every row in memory before printing one
 SEARCH_COLUMNS = ("trace_id", "time", "name", "status", "duration", "tags")
 
 
