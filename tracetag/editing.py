@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -25,7 +26,7 @@ __all__ = ["EditResult", "edit_tags", "format_tags", "parse_tags_text"]
 HEADER = """\
 # Tags of trace {trace_id}{name}
 # One "key = value" per line; delete a line to delete that tag; '#' lines are ignored.
-# Values with surrounding spaces or newlines are JSON-quoted ("...").
+# Keys and values with surrounding spaces or control characters are JSON-quoted ("...").
 # Save and quit to apply. An unchanged or empty file changes nothing.
 """
 
@@ -37,38 +38,72 @@ class EditResult:
     saved_to: str | None = None
 
 
-def _needs_quotes(value: str) -> bool:
-    return value != value.strip() or value.startswith('"') or any(c in value for c in "\n\r\t")
+_LINE_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _needs_quotes(text: str) -> bool:
+    """Whether ``text`` must be JSON-quoted to survive the file exactly: surrounding spaces,
+    a leading quote, and any character an editor or ``splitlines`` treats as a line break or
+    control (``\\x0c``, ``\\x85``, U+2028...)."""
+    return text != text.strip() or text.startswith('"') or bool(_LINE_BREAKS.search(text))
+
+
+def _quoted(text: str) -> str:
+    if not _needs_quotes(text):
+        return text
+    # json.dumps leaves U+2028, U+2029 and C1 controls raw; editors may break lines there.
+    return _LINE_BREAKS.sub(
+        lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False)
+    )
 
 
 def format_tags(trace_id: str, tags: dict[str, str], name: str | None = None) -> str:
-    lines = [HEADER.format(trace_id=trace_id, name=f" ({name})" if name else "")]
+    shown_name = f" ({_quoted(name)})" if name else ""
+    lines = [HEADER.format(trace_id=trace_id, name=shown_name)]
     for k in sorted(tags):
-        v = tags[k]
-        shown = json.dumps(v, ensure_ascii=False) if _needs_quotes(v) else v
-        lines.append(f"{k} = {shown}\n")
+        lines.append(f"{_quoted(k)} = {_quoted(tags[k])}\n")
     return "".join(lines)
 
 
+def _unquote(text: str, n: int, what: str) -> str:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise InvalidInput(f"line {n}: unreadable quoted {what} {text}") from None
+    if not isinstance(value, str):
+        raise InvalidInput(f"line {n}: quoted {what} must be a string")
+    return value
+
+
 def parse_tags_text(text: str) -> dict[str, str] | None:
-    """Tags from edited text; None when the file has no tag lines (an abort)."""
+    """Tags from edited text; None when the file has no tag lines (an abort).
+
+    Lines end at ``\\n`` only (a CR before it is dropped): every other character, whatever
+    ``str.splitlines`` thinks of it, belongs to a value.
+    """
     tags: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+    for n, raw in enumerate(text.split("\n"), 1):
+        line = raw.removesuffix("\r")
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
             continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise InvalidInput(f"line {n}: expected 'key = value', got {raw.strip()!r}")
-        key, value = key.strip(), value.strip()
-        if value.startswith('"'):
+        if stripped.startswith('"'):
             try:
-                value = json.loads(value)
+                _key, end = json.JSONDecoder().raw_decode(stripped)
             except json.JSONDecodeError:
-                raise InvalidInput(f"line {n}: unreadable quoted value {value}") from None
-            if not isinstance(value, str):
-                raise InvalidInput(f"line {n}: quoted value must be a string")
+                raise InvalidInput(f"line {n}: unreadable quoted key {stripped}") from None
+            key_text, rest = stripped[:end], stripped[end:].lstrip()
+            if not rest.startswith("="):
+                raise InvalidInput(f"line {n}: expected 'key = value', got {stripped!r}")
+            key, value = _unquote(key_text, n, "key"), rest[1:].strip(" ")
+        else:
+            key, sep, value = stripped.partition("=")
+            if not sep:
+                raise InvalidInput(f"line {n}: expected 'key = value', got {stripped!r}")
+            key, value = key.strip(), value.strip(" ")
+        if value.startswith('"'):
+            value = _unquote(value, n, "value")
         try:
             validate_key(key)
             validate_value(key, value)

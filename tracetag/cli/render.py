@@ -406,6 +406,8 @@ def trace_detail(trace: Trace, fmt: str, color: bool) -> None:
     # Where each span's children go: its own node, or past MAX_TREE_DEPTH the node its chain
     # hangs flat under, so a 5,000-span chain stays readable.
     holder: dict[int, Any] = {}
+    # Each level indents by 4 columns: keep 40 for the label, whatever the terminal's width.
+    max_depth = max(4, min(MAX_TREE_DEPTH, (con.width - 40) // 4))
     for parent, span, depth in span_order(trace.spans):
         label = Text.assemble(
             visible(span.name),
@@ -413,12 +415,12 @@ def trace_detail(trace: Trace, fmt: str, color: bool) -> None:
             _status(span.status, color),
         )
         under = tree if parent is None else holder[id(parent)]
-        if depth > MAX_TREE_DEPTH:
+        if depth > max_depth:
             label = Text.assemble(f"(depth {depth}) ", label)
         node = under.add(label)
         for e in span.events:
             node.add(Text(f"event {visible(e.name)}: {visible(str(e.attributes))}"))
-        holder[id(span)] = node if depth < MAX_TREE_DEPTH else under
+        holder[id(span)] = node if depth < max_depth else under
     con.print(tree)
 
 
