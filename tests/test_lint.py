@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracetag.api import TracetagClient
-from tracetag.lint import RULES, LintConfig, fix_findings, lint_store, load_config
+from tracetag.lint import RULES, LintConfig, fix_findings, lint_store, load_config, normalise_key
 from tracetag.model import Trace, TraceInfo
 from tracetag.store import Store
 
@@ -46,8 +48,9 @@ def test_every_rule_fires(messy):
     assert got["key-case"] == [("UserSegment", None, 1, "user_segment")]
     assert got["key-style"] == [("review status", None, 1, "review_status")]
     assert got["abbreviation"] == [("usr_plan", None, 1, "user_plan")]
-    assert got["version-format"] == [("model_version", "2.1", 1, "v2.1.0")]
-    assert got["numeric-unit"] == [("latency", None, 1, "latency_ms")]  # retries is a count: fine
+    # the real key and value ("ModelVer=2.1"), not the concept's spelling
+    assert got["version-format"] == [("ModelVer", "2.1", 1, "v2.1.0")]
+    assert got["numeric-unit"] == [("latency", None, 1, None)]  # reported, never renamed
     assert got["value-abbreviation"] == [("environment", "PROD", 1, "production")]
     assert sorted(got["inconsistent-key"]) == [
         ("ModelVer", None, 1, "model_version"),
@@ -95,7 +98,7 @@ def test_fix_dry_run_then_fix_round_trip(messy, cli):
     assert tags["3"] == {
         "environment": "production",
         "model_version": "v1.0.0",
-        "latency_ms": "350",
+        "latency": "350",  # a unit is never guessed
         "retries": "3",
     }
     assert tags["4"] == {
@@ -105,8 +108,10 @@ def test_fix_dry_run_then_fix_round_trip(messy, cli):
         "mlflow.traceName": "x",
     }
     assert tags["1"]["tier"] == "gold"
-    after = cli("lint")
-    assert after.exit_code == 0, after.output
+    after = cli("lint", "-o", "json")
+    assert after.exit_code == 1 and [f["rule"] for f in json.loads(after.stdout)] == [
+        "numeric-unit"
+    ]
 
 
 def test_cli_fix_applies_and_exits_zero(messy, cli):
@@ -114,7 +119,103 @@ def test_cli_fix_applies_and_exits_zero(messy, cli):
     assert result.exit_code == 0
     assert "4 traces changed" in result.stderr
     assert "tr-00000000000000000000000000000003  ~ environment: PROD -> production" in result.stdout
-    assert cli("lint").exit_code == 0
+    assert cli("lint", "--disable", "numeric-unit").exit_code == 0
+    again = cli("lint", "--fix")
+    assert "0 traces changed" in again.stderr  # a second --fix changes nothing
+
+
+def test_findings_name_pairs_that_exist(client, cli):
+    client.log_traces(
+        [
+            Trace(TraceInfo(trace_id="tr-a", tags={"env": "PROD"})),
+            Trace(TraceInfo(trace_id="tr-b", tags={"environment": "production"})),
+        ]
+    )
+    with client.snapshot() as snap:
+        found = [(f.rule, f.key, f.value) for f in lint_store(snap) if f.value]
+    assert found == [("value-abbreviation", "env", "PROD")]
+    assert len(cli("search", "-f", "tags.env = 'PROD'", "-o", "ids").stdout.split()) == 1
+
+
+def test_fix_for_chosen_rules_only(messy, cli):
+    result = cli("lint", "--fix", "--rule", "inconsistent-value", "--dry-run")
+    assert "~ tier: Gold -> gold" in result.stdout and "environment=staging" not in result.stdout
+    bad = cli("lint", "--fix", "--rule", "nope")
+    assert bad.exit_code == 2 and "unknown lint rule 'nope'" in bad.stderr
+
+
+def test_a_skipped_rename_is_reported_and_fails(client, cli):
+    client.log_traces(
+        [Trace(TraceInfo(trace_id="tr-a", tags={"env": "staging", "environment": "production"}))]
+    )
+    result = cli("lint", "--fix")
+    assert result.exit_code == 1
+    assert "not renamed 'env' -> 'environment'" in result.stderr
+    assert "1 renames skipped" in result.stderr
+
+
+def test_the_reference_pages_examples(client):
+    """The guidelines' "Good" examples pass; their "Avoid" examples are each caught."""
+    good = [
+        {
+            "environment": "production",
+            "model_version": "v2.1.0",
+            "user_segment": "premium",
+            "processing_stage": "preprocessing",
+        },
+        {
+            "service.name": "chat_api",
+            "service.version": "1.2.0",
+            "service.region": "us-east-1",
+            "user.segment": "enterprise",
+            "user.plan": "premium",
+            "request.type": "completion",
+            "request.priority": "high",
+        },
+    ]
+    avoid = {"env": "PROD", "ModelVer": "2.1", "user_type": "premium", "stage": "pre"}
+    client.log_traces([Trace(TraceInfo(trace_id=f"tr-{i}", tags=t)) for i, t in enumerate(good)])
+    with client.snapshot() as snap:
+        assert lint_store(snap) == []
+    client.log_traces([Trace(TraceInfo(trace_id="tr-avoid", tags=avoid))])
+    with client.snapshot() as snap:
+        keys = {f.key for f in lint_store(snap)}
+    assert set(avoid) <= keys
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["stage", "env", "ver", "proc", "x", "usr"]),
+        st.sampled_from(
+            ["processing_stage", "environment", "version", "processing", "x_y", "user.name"]
+        ),
+        max_size=4,
+    ),
+    st.lists(
+        st.sampled_from(
+            ["stage", "processing_stage", "env", "EnvVer", "usr_proc", "x.stage", "ver_x"]
+        ),
+        min_size=1,
+        max_size=4,
+        unique=True,
+    ),
+)
+def test_fix_is_idempotent_for_any_abbreviations(tmp_path_factory, abbreviations, keys):
+    cfg = LintConfig()
+    cfg.key_abbreviations.update(abbreviations)
+    for k in keys:
+        once = normalise_key(k, cfg)
+        assert normalise_key(once, cfg) == once
+    client = TracetagClient(tmp_path_factory.mktemp("s") / "store.json")
+    client.log_traces(
+        [Trace(TraceInfo(trace_id=f"tr-{i}", tags={k: "v"})) for i, k in enumerate(keys)]
+    )
+    with client.snapshot() as snap:
+        fix_findings(client, lint_store(snap, cfg), cfg)
+    with client.snapshot() as snap:
+        second = fix_findings(client, lint_store(snap, cfg), cfg)
+    assert second.changed == []
 
 
 def test_rename_never_overwrites_a_different_value(client):

@@ -38,7 +38,9 @@ def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_i
     question = rng.choice(QUESTIONS)
     user = f"user_{rng.randint(1, 40):03d}"
     slow = rng.random() < 0.1
-    fails = rng.random() < (0.12 if env == "development" else 0.06)
+    # Slow requests time out more often, so the tour's "slow production errors" exist.
+    fails = rng.random() < (0.45 if slow else 0.12 if env == "development" else 0.06)
+    retries = rng.choices([0, 1, 2, 3, 4, 5], [70, 12, 8, 5, 3, 2])[0] + (2 if fails else 0)
     tags = {
         "environment": env,
         "model_version": version,
@@ -48,6 +50,7 @@ def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_i
         "priority": "high" if rng.random() < 0.2 else "normal",
         "experiment_variant": rng.choice(["control", "treatment"]),
         "sla_tier": rng.choices(["standard", "premium", "critical"], [70, 25, 5])[0],
+        "retries": str(retries),
     }
     if rng.random() < 0.04:
         # An old client that predates the naming guidelines: what `tracetag lint` is for.
@@ -96,8 +99,12 @@ def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_i
     )
     t += llm_ms * 1_000_000
     if fails:
-        error = rng.choice(
-            ["RateLimitError: 429 Too Many Requests", "TimeoutError: upstream timed out"]
+        error = (
+            "TimeoutError: upstream timed out"
+            if slow
+            else rng.choice(
+                ["RateLimitError: 429 Too Many Requests", "TimeoutError: upstream timed out"]
+            )
         )
         llm.record_exception(RuntimeError(error))
         llm.end(t)
@@ -119,6 +126,7 @@ def record_demo(client: TracetagClient, traces: int = 200, seed: int = 7) -> tup
     """Record ``traces`` sample traces into the experiment ``demo`` of ``client``'s store."""
     rng = random.Random(seed)
     previous = api._DEFAULT_PATH
+    chosen = dict(tracing._state)
     set_store(client.store.path)
     try:
         experiment = tracing.set_experiment("demo")
@@ -129,4 +137,5 @@ def record_demo(client: TracetagClient, traces: int = 200, seed: int = 7) -> tup
             _one(client, rng, start, experiment["experiment_id"])
     finally:
         set_store(previous)
+        tracing._state.update(chosen)
     return traces, experiment

@@ -34,7 +34,15 @@ from .planning import Selection, TagPlan
 from .query import select
 from .tags import TagChange, TagReport, plan_change
 
-__all__ = ["RULES", "Finding", "LintConfig", "fix_findings", "lint_store", "load_config"]
+__all__ = [
+    "RULES",
+    "Finding",
+    "LintConfig",
+    "check_rules",
+    "fix_findings",
+    "lint_store",
+    "load_config",
+]
 
 RULES = (
     "key-case",
@@ -81,6 +89,8 @@ VALUE_ABBREVIATIONS = {
     "dev": "development",
     "stg": "staging",
     "stage": "staging",
+    "pre": "preprocessing",
+    "post": "postprocessing",
 }
 # Different words for one concept (the reference page's "user_type" next to "user_segment");
 # only reported when both spellings are in use, so a store that uses one of them is fine.
@@ -129,7 +139,8 @@ UNIT_SUFFIXES = {
     "count",
     "ratio",
 }
-_SEMVER = re.compile(r"^v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-]+)?$")
+# Semantic versions with or without the "v" (the guidelines' own examples use both).
+_SEMVER = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-]+)?$")
 _LOOSE_VERSION = re.compile(r"^[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?([-+][0-9A-Za-z.\-]+)?$")
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -227,14 +238,46 @@ def _words(segment: str) -> list[str]:
     return [w for w in re.split(r"[_\-\s]+", _CAMEL.sub("_", segment)) if w]
 
 
-def normalise_key(key: str, cfg: LintConfig) -> str:
-    """The spelling the guidelines ask for: lowercase words, underscores, full words, dots kept."""
+def _expand(words: list[str], cfg: LintConfig) -> list[str]:
+    """Abbreviations replaced by their expansions, except where the expansion is already
+    written out (``stage`` -> ``processing_stage`` leaves ``processing_stage`` alone)."""
+    expansions = {a: _words(e.lower().replace(".", "_")) for a, e in cfg.key_abbreviations.items()}
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for full in sorted(expansions.values(), key=len, reverse=True):
+            if len(full) > 1 and words[i : i + len(full)] == full:
+                out += full
+                i += len(full)
+                break
+        else:
+            out += expansions.get(words[i], [words[i]])
+            i += 1
+    return out
+
+
+def _normalise_once(key: str, cfg: LintConfig) -> str:
     parts = []
     for segment in key.split("."):
-        words = [w.lower() for w in _words(segment)]
-        words = [cfg.key_abbreviations.get(w, w) for w in words]
+        words = _expand([w.lower() for w in _words(segment)], cfg)
         parts.append("_".join(words))
     return ".".join(p for p in parts if p) or key
+
+
+def normalise_key(key: str, cfg: LintConfig) -> str:
+    """The spelling the guidelines ask for: lowercase words, underscores, full words, dots kept.
+
+    Idempotent by construction (a fixpoint): the spelling it returns is one it leaves alone,
+    so ``lint --fix`` run twice changes nothing the second time. A configuration whose
+    expansions never settle leaves the key as it is.
+    """
+    current = key
+    for _ in range(8):
+        following = _normalise_once(current, cfg)
+        if following == current:
+            return current
+        current = following
+    return key
 
 
 def _style_only(key: str) -> str:
@@ -307,12 +350,19 @@ def lint_store(
             if len(keys) > 1 and k != c and cfg.enabled("inconsistent-key"):
                 continue  # already reported with its rename
             findings.extend(_key_findings(k, key_traces[k], cfg))
-    # Values, per concept, so env=PROD and environment=production meet.
+    # Values are judged per concept, so env=PROD and environment=production meet, and each
+    # finding names a key and value that really exist, so that it can be searched for.
     concept_values: dict[str, Counter[str]] = defaultdict(Counter)
     for k, counter in values.items():
         concept_values[concept[k]].update(counter)
     for c, counter in concept_values.items():
-        findings.extend(_value_findings(c, counter, cfg))
+        for f in _value_findings(c, counter, cfg):
+            for k in sorted(groups[c]):
+                n = values[k].get(f.value or "", 0)
+                if n:
+                    findings.append(
+                        Finding(f.rule, k, n, f.suggestion, value=f.value, value_to=f.value_to)
+                    )
     numeric_keys = [k for k, counter in values.items() if all(_NUMBER.match(v) for v in counter)]
     for k in numeric_keys:
         f = _unit_finding(k, concept[k], key_traces[k], cfg)
@@ -328,7 +378,7 @@ def _key_findings(key: str, traces: int, cfg: LintConfig) -> list[Finding]:
     target = normalise_key(key, cfg)
     words = [w.lower() for s in key.split(".") for w in _words(s)]
     abbreviations = [w for w in words if w in cfg.key_abbreviations]
-    if abbreviations and cfg.enabled("abbreviation"):
+    if abbreviations and target != key and cfg.enabled("abbreviation"):
         full = ", ".join(f"{w} -> {cfg.key_abbreviations[w]}" for w in abbreviations)
         out.append(
             Finding(
@@ -430,14 +480,22 @@ def _unit_finding(key: str, concept: str, traces: int, cfg: LintConfig) -> Findi
     unit = next((MEASURE_WORDS[w] for w in words if w in MEASURE_WORDS), None)
     if unit is None:
         return None
-    target = f"{concept}_{unit}"
+    # Reported, never fixed: only the person who wrote the values knows their unit.
     return Finding(
         "numeric-unit",
         key,
         traces,
-        f"numeric values without a unit: rename to {target!r}",
-        rename_to=target,
+        f"numeric values without a unit: name it, e.g. {concept}_{unit} if they are in {unit}",
     )
+
+
+def check_rules(rules: Iterable[str]) -> list[str]:
+    """``rules`` if each is a rule id; else the error names the first unknown one."""
+    out = list(rules)
+    for r in out:
+        if r not in RULES:
+            raise InvalidInput(f"unknown lint rule {r!r}; rules: {', '.join(RULES)}")
+    return out
 
 
 def fix_findings(
@@ -465,11 +523,12 @@ def fix_findings(
             )
         findings = [f for f in findings if f.rule in wanted]
     renames = {f.key: f.rename_to for f in findings if f.rename_to}
-    value_fixes = {
-        (f.key, f.value): f.value_to
-        for f in findings
-        if f.value_to is not None and f.value is not None
-    }
+    # A value fix found on key k also applies once k is renamed to its concept's spelling.
+    value_fixes: dict[tuple[str, str], str] = {}
+    for f in findings:
+        if f.value_to is not None and f.value is not None:
+            value_fixes[(f.key, f.value)] = f.value_to
+            value_fixes[(renames.get(f.key) or normalise_key(f.key, cfg), f.value)] = f.value_to
     exps = None if experiment_ids is None else [str(e) for e in experiment_ids]
     selection = Selection(None, parse_filter(filter_string), exps)
 
@@ -484,7 +543,7 @@ def fix_findings(
                     continue
                 new[target] = new.pop(old_key)
         for k, v in list(new.items()):
-            fixed = value_fixes.get((normalise_key(k, cfg), v), value_fixes.get((k, v)))
+            fixed = value_fixes.get((k, v))
             if fixed is not None:
                 new[k] = fixed
         if new == tags and not conflicts:

@@ -124,8 +124,9 @@ def _fail(e: TracetagError) -> None:
 app = typer.Typer(
     cls=_Group,
     name="tracetag",
-    help="Manage, tag and search the traces of LLM and ML applications.\n\n"
-    "Example: tracetag search -f \"tags.environment = 'production' AND status = 'ERROR'\"",
+    help="Manage, tag and search the traces of LLM and ML applications.\n\n\b\n"
+    "Example: tracetag search -f \"tags.environment = 'production' AND status = 'ERROR'\"\n"
+    "Filters: tracetag help filters   Formats: tracetag help formats",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -895,19 +896,41 @@ def lint(
             help="tracetag.toml or pyproject.toml with [tool.tracetag.lint].",
         ),
     ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rule",
+            metavar="RULE",
+            help="Only this rule (repeatable): what is reported and what --fix changes.",
+            show_default=False,
+        ),
+    ] = None,
+    disable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--disable", metavar="RULE", help="Skip this rule (repeatable).", show_default=False
+        ),
+    ] = None,
     output: RowsOutput = None,
 ) -> None:
     """Check tag keys and values against the naming guidelines; exit 1 on findings.
 
+    --fix renames keys and rewrites values in one write; it never guesses a unit and never
+    overwrites a different value (such renames are reported, and the exit code is 1).
+
     \b
-    Example: tracetag lint --fix --dry-run
+    Example: tracetag lint --fix --rule inconsistent-value --dry-run
     """
-    from ..lint import fix_findings, lint_store, load_config
+    from ..lint import check_rules, fix_findings, lint_store, load_config
 
     st = _state(ctx)
     cfg = load_config(config)
+    cfg.disable |= set(check_rules(disable or []))
     with st.client.snapshot() as snap:
         findings = lint_store(snap, cfg, filter_string, experiment_id)
+    if rule:
+        wanted = set(check_rules(rule))
+        findings = [f for f in findings if f.rule in wanted]
     render = _render()
     render.lint_findings(findings, output or render.default_format(), st.color)
     if fix and findings:
@@ -915,6 +938,8 @@ def lint(
             st.client, findings, cfg, filter_string, experiment_id, dry_run=dry_run
         )
         render.tag_report(report, "text", color=st.color, show_changes=True)
+        if not report.ok:
+            raise typer.Exit(1)
         if not dry_run:
             return
     if findings:
@@ -1041,6 +1066,30 @@ def demo(
         f"({experiment['name']}) in {st.client.store.path}",
         err=True,
     )
+
+
+@app.command("help")
+def help_(
+    ctx: typer.Context,
+    topic: Annotated[
+        str | None,
+        typer.Argument(help="filters or formats.", metavar="TOPIC", show_default=False),
+    ] = None,
+) -> None:
+    """Reference pages: the filter language, the output formats.
+
+    \b
+    Example: tracetag help filters
+    """
+    from .topics import TOPICS
+
+    if topic is None:
+        typer.echo(ctx.find_root().get_help())
+        typer.echo("\nTopics: " + ", ".join(f"tracetag help {t}" for t in TOPICS))
+        return
+    if topic not in TOPICS:
+        raise InvalidInput(f"no help topic {topic!r}; topics: {', '.join(TOPICS)}")
+    sys.stdout.write(TOPICS[topic])
 
 
 @app.command()
