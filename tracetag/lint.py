@@ -356,18 +356,18 @@ def lint_store(
     for k, counter in values.items():
         concept_values[concept[k]].update(counter)
     for c, counter in concept_values.items():
-        for f in _value_findings(c, counter, cfg):
+        for vf in _value_findings(c, counter, cfg):
             for k in sorted(groups[c]):
-                n = values[k].get(f.value or "", 0)
+                n = values[k].get(vf.value or "", 0)
                 if n:
                     findings.append(
-                        Finding(f.rule, k, n, f.suggestion, value=f.value, value_to=f.value_to)
+                        Finding(vf.rule, k, n, vf.suggestion, value=vf.value, value_to=vf.value_to)
                     )
     numeric_keys = [k for k, counter in values.items() if all(_NUMBER.match(v) for v in counter)]
     for k in numeric_keys:
-        f = _unit_finding(k, concept[k], key_traces[k], cfg)
-        if f:
-            findings.append(f)
+        unit = _unit_finding(k, concept[k], key_traces[k], cfg)
+        if unit:
+            findings.append(unit)
     order = {r: i for i, r in enumerate(RULES)}
     findings.sort(key=lambda f: (order[f.rule], f.key, f.value or ""))
     return findings
