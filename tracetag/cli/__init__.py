@@ -743,6 +743,7 @@ def tag_list(
         str, typer.Argument(help="Trace id.", metavar="TRACE_ID", autocompletion=complete_trace_ids)
     ],
     output: RowsOutput = None,
+    no_header: NoHeaderOpt = False,
 ) -> None:
     """List the tags of a trace.
 
@@ -753,7 +754,8 @@ def tag_list(
     with st.client.snapshot() as snap:
         tags = snap.require(trace_id)["tags"]
     render = _render()
-    render.key_values(tags, output or render.default_format(), color=st.color)
+    fmt = output or render.default_format()
+    render.key_values(tags, fmt, color=st.color, header=not no_header)
 
 
 @tag_app.command("edit")
@@ -790,6 +792,7 @@ def tags_keys(
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
     output: RowsOutput = None,
+    no_header: NoHeaderOpt = False,
 ) -> None:
     """Every tag key in use, with how many traces carry it and its number of distinct values.
 
@@ -802,7 +805,8 @@ def tags_keys(
     with st.client.snapshot() as snap:
         rows = tag_keys(snap, filter_string, experiment_id)
     render = _render()
-    render.rows(rows, ["key", "traces", "values"], output or render.default_format(), st.color)
+    fmt = output or render.default_format()
+    render.rows(rows, ["key", "traces", "values"], fmt, st.color, header=not no_header)
 
 
 @tags_app.command("values")
@@ -814,6 +818,7 @@ def tags_values(
     filter_string: FilterOpt = None,
     experiment_id: ExpOpt = None,
     output: RowsOutput = None,
+    no_header: NoHeaderOpt = False,
 ) -> None:
     """The values of one tag key, with counts.
 
@@ -826,7 +831,8 @@ def tags_values(
     with st.client.snapshot() as snap:
         rows = tag_values(snap, key, filter_string, experiment_id)
     render = _render()
-    render.rows(rows, ["value", "traces"], output or render.default_format(), st.color)
+    fmt = output or render.default_format()
+    render.rows(rows, ["value", "traces"], fmt, st.color, header=not no_header)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -860,6 +866,7 @@ def stats(
         ),
     ] = "count",
     output: RowsOutput = None,
+    no_header: NoHeaderOpt = False,
 ) -> None:
     """Count, error rate and execution time (mean, p50, p95, p99, max) per group.
 
@@ -874,7 +881,7 @@ def stats(
     with st.client.snapshot() as snap:
         result = group_stats(snap, group_by or [], filter_string, experiment_id, sort)
     render = _render()
-    render.stats(result, output or render.default_format(), st.color)
+    render.stats(result, output or render.default_format(), st.color, header=not no_header)
 
 
 @app.command()
@@ -951,7 +958,9 @@ def lint(
 
 
 @exp_app.command("list")
-def experiments_list(ctx: typer.Context, output: RowsOutput = None) -> None:
+def experiments_list(
+    ctx: typer.Context, output: RowsOutput = None, no_header: NoHeaderOpt = False
+) -> None:
     """List experiments with their trace counts.
 
     \b
@@ -961,7 +970,7 @@ def experiments_list(ctx: typer.Context, output: RowsOutput = None) -> None:
     rows = st.client.list_experiments()
     render = _render()
     cols = ["experiment_id", "name", "traces"]
-    render.rows(rows, cols, output or render.default_format(), st.color)
+    render.rows(rows, cols, output or render.default_format(), st.color, header=not no_header)
 
 
 @exp_app.command("create")

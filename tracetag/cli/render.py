@@ -484,7 +484,9 @@ def tag_report(report: Any, fmt: str, color: bool, show_changes: bool = False) -
             for k, v in c.deleted.items():
                 out.write(f"{tid}  - {visible(k)} (was {visible(v)})\n")
         out.flush()
-    verb = "would change" if report.dry_run else "changed"
+    verb = (
+        "would change" if report.dry_run or (report.changed and not report.written) else "changed"
+    )
     n = len(report.changed)
     parts = [f"{n} {'trace' if n == 1 else 'traces'} {verb}", f"{len(report.unchanged)} unchanged"]
     if report.not_found:
