@@ -346,6 +346,52 @@ def mlflow_section(tmp: Path, n: int) -> list[tuple[str, str, str]]:
 # -- the run ----------------------------------------------------------------------------------
 
 
+# Patterns that make a backtracking engine (Python's re) take seconds to hours on one value.
+REGEX_CASES = [
+    ("RLIKE", "(a+)+$", "a" * 7999 + "!"),
+    ("RLIKE", "(a|aa)*c", "a" * 8000),
+    ("LIKE", "%a%a%a%a%a%a%c", "a" * 8000),
+    ("ILIKE", "%a%a%a%a%a%a%c", "A" * 8000),
+]
+PY_RE = """
+import re, sys, time
+pattern, value = sys.argv[1], sys.argv[2]
+rx = re.compile(pattern, re.S)
+t = time.perf_counter()
+rx.search(value)
+print(time.perf_counter() - t)
+"""
+
+
+def regex_section() -> list[tuple[str, str, str]]:
+    """Hostile patterns on 8,000-character values: tracetag's engine next to Python's re,
+    which the same filters used to run on (stopped after 2 s)."""
+    from tracetag.filters import compile_filter, parse_filter
+    from tracetag.filters.patterns import like_regex
+
+    rows = []
+    for op, pattern, value in REGEX_CASES:
+        pred = compile_filter(parse_filter(f"tags.x {op} '{pattern}'"))
+        doc = {"tags": {"x": value}}
+        t = time.perf_counter()
+        for _ in range(10):
+            pred(doc)
+        ours = (time.perf_counter() - t) / 10
+        expr = pattern if op == "RLIKE" else "(?i)" * (op == "ILIKE") + like_regex(pattern) + r"\Z"
+        try:
+            r = subprocess.run(
+                [sys.executable, "-c", PY_RE, expr, value],
+                capture_output=True,
+                timeout=2,
+                check=True,
+            )
+            theirs = f"Python re {float(r.stdout) * 1000:,.0f} ms"
+        except subprocess.TimeoutExpired:
+            theirs = "Python re > 2,000 ms (stopped)"
+        rows.append((f"{op} '{pattern}' on 8,000 chars", f"{ours * 1000:.2f} ms", theirs))
+    return rows
+
+
 def main() -> None:
     # Measure the package as installed: with bytecode, as pip leaves site-packages.
     import compileall
@@ -515,6 +561,7 @@ def main() -> None:
             )
         )
 
+        rows += regex_section()
         if not args.no_mlflow:
             rows += mlflow_section(tmp, args.mlflow_traces)
     finally:
