@@ -106,7 +106,7 @@ def _problem(span: LiveSpan | None, what: str, error: BaseException) -> None:
     kind = f"{what}:{type(error).__name__}"
     if kind not in _warned:
         _warned.add(kind)
-        log.warning("tracetag: %s (the rest was recorded; noted on the trace)", message)
+        log.warning("%s (the rest was recorded; noted on the trace)", message)
     if span is not None:
         with contextlib.suppress(Exception):
             span.events.append(
@@ -363,7 +363,7 @@ def _flush_unfinished() -> None:
         try:
             _COMMITS.submit(get_client().store, trace_to_doc(trace_.to_trace()))
         except Exception as e:
-            log.warning("tracetag: could not store unfinished trace %s: %s", trace_.trace_id, e)
+            log.warning("could not store unfinished trace %s: %s", trace_.trace_id, e)
 
 
 atexit.register(_flush_unfinished)
@@ -379,7 +379,7 @@ def _finish(live: _LiveTrace, end_ns: int) -> None:
     try:
         _COMMITS.submit(get_client().store, trace_to_doc(trace_obj))
     except Exception as e:  # never break the traced application
-        log.warning("tracetag: could not store trace %s: %s", live.trace_id, e)
+        log.warning("could not store trace %s: %s", live.trace_id, e)
 
 
 def start_span_no_context(
@@ -545,7 +545,7 @@ def update_current_trace(
     """
     span = _current.get()
     if span is None:
-        log.warning("tracetag: update_current_trace() called outside a trace; nothing was updated")
+        log.warning("update_current_trace() called outside a trace; nothing was updated")
         return
     live = span._trace
     if tags:

@@ -9,6 +9,7 @@ Heavy modules (rich, lark, the store) are imported inside the commands that use 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 from pathlib import Path
@@ -226,6 +227,22 @@ def root(
 ) -> None:
     """Manage, tag and search traces."""
     ctx.obj = State(store, color=not no_color and "NO_COLOR" not in os.environ)
+    _show_warnings()
+
+
+class _StderrWarnings(logging.Handler):
+    """The library's warnings (a postponed compaction, say) as one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from .render import visible
+
+        sys.stderr.write(f"tracetag: warning: {visible(record.getMessage())}\n")
+
+
+def _show_warnings() -> None:
+    log = logging.getLogger("tracetag")
+    if not any(isinstance(h, _StderrWarnings) for h in log.handlers):
+        log.addHandler(_StderrWarnings(logging.WARNING))
 
 
 # ---------------------------------------------------------------------------------------------
