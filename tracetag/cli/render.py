@@ -206,7 +206,7 @@ def _table(
     }
     keep = list(header)
     for name in drop:
-        need = sum(min(widths[c], 24) if c in wrap else widths[c] for c in keep) + 2 * len(keep)
+        need = sum(min(widths[c], 24) if c in wrap else widths[c] for c in keep) + 3 * len(keep)
         if need <= console.width:
             break
         if name in keep:
