@@ -153,27 +153,23 @@ def test_search_pipe_into_tag_set_tags_every_match(tmp_path):
     want = client.search_traces(filter_string="status = 'OK'", max_results=None)
     assert len(want) >= 250
     env = {"TRACETAG_STORE": str(store)}
-    proc = subprocess.run(
-        f"{sys.executable} -m tracetag search -f \"status = 'OK'\" -o ids "
-        f"| {sys.executable} -m tracetag tag set - checked=true",
-        shell=True,
-        capture_output=True,
-        env={**os.environ, **env},
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+
+    def pipe(search: str, tag: str) -> None:
+        tt = f"{sys.executable} -m tracetag"
+        proc = subprocess.run(
+            f"{tt} {search} | {tt} {tag}",
+            shell=True,
+            capture_output=True,
+            env={**os.environ, **env},
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    pipe("search -f \"status = 'OK'\" -o ids", "tag set - checked=true")
     tagged = client.search_traces(filter_string="tags.checked = 'true'", max_results=None)
     assert len(tagged) == len(want)
     # the default TSV piped in works too: its first column holds the ids
-    proc = subprocess.run(
-        f"{sys.executable} -m tracetag search -f \"status = 'ERROR'\" "
-        f"| {sys.executable} -m tracetag tag set - checked=err",
-        shell=True,
-        capture_output=True,
-        env={**os.environ, **env},
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    pipe("search -f \"status = 'ERROR'\"", "tag set - checked=err")
     assert len(client.search_traces(filter_string="tags.checked = 'err'", max_results=None)) == (
         320 - len(want)
     )
