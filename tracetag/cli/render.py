@@ -191,11 +191,13 @@ def _table(
     wrap: Sequence[str] = (),
     right: Sequence[str] = (),
     drop: Sequence[str] = (),
+    wrap_min: int = 16,
     **kw: Any,
 ) -> None:
     """A Rich table that fits the terminal: columns not in ``wrap`` never wrap (ids and times
     stay whole, so they can be copied), those in ``right`` (numbers) align right, and when the
-    columns cannot fit, those in ``drop`` are left out, first named first."""
+    columns cannot fit (``wrap`` columns counted at ``wrap_min``), those in ``drop`` are left
+    out, first named first."""
     from rich import box
     from rich.table import Table
 
@@ -206,7 +208,8 @@ def _table(
     }
     keep = list(header)
     for name in drop:
-        need = sum(min(widths[c], 24) if c in wrap else widths[c] for c in keep) + 3 * len(keep)
+        need = sum(min(widths[c], wrap_min) if c in wrap else widths[c] for c in keep)
+        need += 3 * len(keep)
         if need <= console.width:
             break
         if name in keep:
@@ -292,6 +295,7 @@ def traces(
                 wrap=("name", "tags"),
                 right=("duration",),
                 drop=("time (UTC)", "name", "duration", "status"),
+                wrap_min=28,  # tags stay readable: other columns go first
             )
         else:
             (_csv if fmt == "csv" else _tsv)(names, rows, header)
