@@ -152,6 +152,16 @@ def test_every_listing_takes_every_format(cli, client, args, fmt):
             json.loads(line)
 
 
+def test_a_huge_table_is_refused_with_a_hint(cli, client, monkeypatch):
+    from tracetag.cli import render
+
+    monkeypatch.setattr(render, "MAX_TABLE_ROWS", 3)
+    client.log_traces([Trace(TraceInfo(trace_id=f"tr-{i}", timestamp_ms=i)) for i in range(5)])
+    r = cli("search", "--all", "-o", "table")
+    assert r.exit_code == 2 and "too many for a table; use -o tsv" in r.stderr
+    assert len(cli("search", "--all", "-o", "tsv").stdout.splitlines()) == 6
+
+
 def test_columns_put_tags_in_columns_of_their_own(cli, client):
     client.log_traces(
         [
@@ -313,8 +323,20 @@ def _params(fn) -> list[str]:
 def test_fluent_functions_take_mlflows_parameter_order(name):
     want = MLFLOW_ORDER[name]
     assert _params(getattr(tracetag, name))[: len(want)] == want
-    mlflow = pytest.importorskip("mlflow") if False else None
-    assert mlflow is None
+
+
+def test_the_recorded_orders_are_mlflows_own():
+    """Where MLflow is installed (the bench extra), the recorded orders are checked against it;
+    without it, against the orders recorded above from MLflow 3.17."""
+    try:
+        import mlflow
+    except ImportError:
+        assert MLFLOW_ORDER["search_traces"][2] == "max_results"
+        return
+    for name, want in MLFLOW_ORDER.items():
+        assert _params(getattr(mlflow, name))[: len(want)] == want, name
+    for name, want in MLFLOW_CLIENT_ORDER.items():
+        assert _params(getattr(mlflow.MlflowClient, name))[: len(want)] == want, name
 
 
 @pytest.mark.parametrize("name", sorted(MLFLOW_CLIENT_ORDER))
