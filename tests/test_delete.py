@@ -8,7 +8,7 @@ import pytest
 
 import tracetag
 from tracetag.api import TracetagClient
-from tracetag.maintenance import check
+from tracetag.store.maintenance import check
 from tracetag.store import Store
 
 from .conftest import TRACES_JSONL

@@ -480,12 +480,12 @@ def test_deeply_nested_inputs_are_kept_as_text(client):
 def test_a_compaction_that_fails_after_a_write_only_warns(cli, client, monkeypatch):
     """The write is durable and acknowledged; the failed compaction leaves valid files."""
     client.log_traces([_trace("tr-a")])
-    from tracetag import store as store_module
+    from tracetag.store import local as store_module
 
     def full(*_a, **_k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module, "_atomic_write", full)
+    monkeypatch.setattr(store_module, "atomic_write", full)
     monkeypatch.setattr(store_module, "COMPACT_MIN_BYTES", 0)
     r = cli("tag", "set", "tr-a", "k=v")
     assert r.exit_code == 0

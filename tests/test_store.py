@@ -15,7 +15,7 @@ import pytest
 import tracetag.api as api
 from tracetag.api import TracetagClient
 from tracetag.errors import NotAStore, StoreCorrupted
-from tracetag.maintenance import check, repair
+from tracetag.store.maintenance import check, repair
 from tracetag.store import SCHEMA_VERSION, Store, open_tinydb
 
 from .conftest import run_tracetag

@@ -1012,7 +1012,7 @@ def store_info(ctx: typer.Context, output: TextOutput = None) -> None:
     \b
     Example: tracetag store info
     """
-    from ..maintenance import info
+    from ..store.maintenance import info
 
     _render().mapping(info(_state(ctx).client.store), output or "text")
 
@@ -1024,7 +1024,7 @@ def store_check(ctx: typer.Context, output: TextOutput = None) -> None:
     \b
     Example: tracetag store check
     """
-    from ..maintenance import check
+    from ..store.maintenance import check
 
     st = _state(ctx)
     st.creates = True  # checking a store that does not exist yet says so, it is no error
@@ -1041,7 +1041,7 @@ def store_repair(ctx: typer.Context) -> None:
     \b
     Example: tracetag store repair
     """
-    from ..maintenance import repair
+    from ..store.maintenance import repair
 
     result = repair(_state(ctx).client.store)
     _render().mapping(result, "text")

@@ -17,19 +17,13 @@ from typing import Any
 
 import orjson
 
-from .errors import NotAStore, StoreError
-from .store import (
-    Overlay,
-    Store,
-    _atomic_write,
-    _Base,
-    _layout,
-    _new_meta,
-    _read_spans_at,
-    decode_record,
-    foreign_kind,
-    orphan_files,
-)
+from ..errors import NotAStore, StoreError
+from .base import BaseFile, foreign_kind, new_meta
+from .files import decode_record
+from .journal import Overlay
+from .local import Store
+from .paths import orphan_files
+from .snapshot import read_spans_at
 
 __all__ = ["CheckReport", "check", "info", "repair"]
 
@@ -114,7 +108,7 @@ def _scan_journal(
 def _scan_base(store: Store, report: CheckReport | None) -> tuple[dict, dict, dict[str, dict], int]:
     """(meta, experiments, readable documents, unreadable lines) of the base file."""
     try:
-        base = _Base(store.path)
+        base = BaseFile(store.path)
         try:
             found = {tid: orjson.loads(raw) for tid, raw in base.iter_raw()}
             return base.meta, base.experiments, found, 0
@@ -124,7 +118,7 @@ def _scan_base(store: Store, report: CheckReport | None) -> tuple[dict, dict, di
         if report is not None:
             report.errors.append(str(e))
     # Line by line, keeping every document that still parses.
-    meta, bad = _new_meta(0), 0
+    meta, bad = new_meta(0), 0
     experiments: dict[str, dict] = {}
     docs: dict[str, dict] = {}
     try:
@@ -169,7 +163,7 @@ class _Spans:
 
     def readable(self, doc: dict) -> bool:
         try:
-            _read_spans_at(self.path, doc, self.fh)
+            read_spans_at(self.path, doc, self.fh)
         except StoreError:
             return False
         self.live += doc["spans_at"][1]
@@ -258,9 +252,7 @@ def repair(store: Store) -> dict[str, Any]:
         raise NotAStore(f"{store.path}: {foreign}; nothing was changed")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     backup = store.path.with_name(f"{store.path.name}-backup-{stamp}")
-    lock = store._lock()
-    lock.acquire(60, store.path)
-    try:
+    with store.exclusive():
         backup.mkdir(mode=0o700, parents=True, exist_ok=False)
         meta, experiments, docs, bad = _scan_base(store, None)
         for p in (store.path, store.journal_path, store.spans_path_for(meta)):
@@ -287,15 +279,9 @@ def repair(store: Store) -> dict[str, Any]:
         finally:
             spans.close()
         new_gen = int(meta.get("generation") or 0) + 1
-        new_meta = {**_new_meta(new_gen), "spans_file": meta.get("spans_file")}
+        fresh_meta = {**new_meta(new_gen), "spans_file": meta.get("spans_file")}
         items = ((tid, orjson.dumps(d)) for tid, d in merged.items())
-        size, crc = _atomic_write(
-            store.path, _layout(new_meta, {**experiments, **overlay.experiments}, items)
-        )
-        store._reset_journal(new_gen, size, crc)
-        store._index = None
-    finally:
-        lock.release()
+        store.install_base(fresh_meta, {**experiments, **overlay.experiments}, items)
     return {
         "backup": str(backup),
         "traces": len(merged),

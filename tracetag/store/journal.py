@@ -1,0 +1,188 @@
+"""The journal: the append-only log of small operations that readers replay over the base."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import StoreCorrupted
+from .base import BaseFile, loads_doc
+from .files import decode_record
+
+JOURNAL_VERSION = 1
+
+
+@dataclass
+class Overlay:
+    """What the journal says on top of the base: replayed state, kept small by compaction."""
+
+    generation: int = -1
+    offset: int = 0
+    inode: int | None = None
+    records: int = 0
+    torn_bytes: int = 0
+    # What the compaction that started this journal wrote as the base: a writer refuses a base
+    # of another size (truncated, appended to, edited by hand) before appending to it.
+    base_size: int | None = None
+    base_crc: int | None = None
+    puts: dict[str, dict] = field(default_factory=dict)
+    # Tag changes for traces whose document is in the base: key -> value, or None to delete.
+    deltas: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    experiments: dict[str, dict] = field(default_factory=dict)
+    # Traces deleted since the base was written (a later put brings one back).
+    deleted: set[str] = field(default_factory=set)
+
+    def apply(self, rec: dict) -> None:
+        op = rec.get("op")
+        if op == "batch":
+            for sub in rec["ops"]:
+                self.apply(sub)
+        elif op == "put":
+            doc = rec["doc"]
+            self.puts[doc["trace_id"]] = doc
+            self.deltas.pop(doc["trace_id"], None)
+            self.deleted.discard(doc["trace_id"])
+        elif op == "del":
+            for tid in rec["ids"]:
+                self.puts.pop(tid, None)
+                self.deltas.pop(tid, None)
+                self.deleted.add(tid)
+        elif op == "tag":
+            sets: dict[str, str] = rec.get("set") or {}
+            dels: list[str] = rec.get("del") or []
+            for tid in rec["ids"]:
+                doc = self.puts.get(tid)
+                if doc is not None:
+                    # Copy on write: a snapshot taken earlier keeps seeing the old document.
+                    tags = {**doc["tags"], **sets}
+                    for k in dels:
+                        tags.pop(k, None)
+                    self.puts[tid] = {**doc, "tags": tags}
+                else:
+                    delta = {**self.deltas.get(tid, {}), **sets}
+                    for k in dels:
+                        delta[k] = None
+                    self.deltas[tid] = delta
+        elif op == "exp":
+            self.experiments[rec["doc"]["experiment_id"]] = rec["doc"]
+        else:
+            raise ValueError(f"unknown operation {op!r}")
+
+    def merge(self, doc: dict) -> dict:
+        """The document as the journal has it now (the input is never modified)."""
+        tid = doc["trace_id"]
+        put = self.puts.get(tid)
+        if put is not None:
+            return put
+        delta = self.deltas.get(tid)
+        if delta is None:
+            return doc
+        tags = dict(doc.get("tags") or {})
+        for k, v in delta.items():
+            if v is None:
+                tags.pop(k, None)
+            else:
+                tags[k] = v
+        return {**doc, "tags": tags}
+
+    def frozen(self) -> Overlay:
+        """A copy whose tables later appends cannot change (documents are copy-on-write)."""
+        return Overlay(
+            self.generation,
+            self.offset,
+            self.inode,
+            self.records,
+            self.torn_bytes,
+            self.base_size,
+            self.base_crc,
+            dict(self.puts),
+            dict(self.deltas),
+            dict(self.experiments),
+            set(self.deleted),
+        )
+
+    def merged(self, base: BaseFile) -> Iterator[tuple[str, bytes, dict | None]]:
+        """Every live trace as (id, its base bytes, its document if the journal changed it).
+
+        The one place that lays the journal over the base: base order first, then the traces
+        only the journal has (their bytes are empty); deleted traces are left out.
+        """
+        puts, deltas, deleted = self.puts, self.deltas, self.deleted
+        seen: set[str] = set()
+        for tid, raw in base.iter_raw():
+            if tid in deleted:
+                continue
+            if tid in puts:
+                seen.add(tid)
+                yield tid, raw, puts[tid]
+            elif tid in deltas:
+                yield tid, raw, self.merge(loads_doc(base, tid, raw))
+            else:
+                yield tid, raw, None
+        for tid, doc in puts.items():
+            if tid not in seen:
+                yield tid, b"", doc
+
+
+def read_journal(path: Path, overlay: Overlay | None) -> Overlay:
+    """Replay the journal, continuing from ``overlay`` when it is the same file and generation."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return Overlay()
+    with fh:
+        st = os.fstat(fh.fileno())
+        header = fh.readline(4096)
+        if not header.endswith(b"\n"):
+            return Overlay(inode=st.st_ino)  # being created: nothing acknowledged yet
+        try:
+            head = decode_record(header[:-1])
+            generation = int(head["generation"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreCorrupted(f"{path}: damaged journal, unreadable header") from None
+        # Inode numbers are reused after a reset, so the generation must match as well.
+        if (
+            overlay is None
+            or overlay.inode != st.st_ino
+            or overlay.generation != generation
+            or st.st_size < overlay.offset
+        ):
+            overlay = Overlay(
+                generation=generation,
+                offset=len(header),
+                inode=st.st_ino,
+                base_size=head.get("base_size"),
+                base_crc=head.get("base_crc"),
+            )
+        fh.seek(overlay.offset)
+        data = fh.read()
+    end = data.rfind(b"\n") + 1
+    overlay.torn_bytes = len(data) - end
+    pos = 0
+    while pos < end:
+        nl = data.index(b"\n", pos)
+        overlay.records += 1
+        try:
+            overlay.apply(decode_record(data[pos:nl]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise StoreCorrupted(
+                f"{path}: damaged journal, record {overlay.records} ({e}); "
+                "run 'tracetag store check'"
+            ) from None
+        pos = nl + 1
+    overlay.offset += end
+    return overlay
+
+
+def touched_ids(rec: dict, into: set[str]) -> None:
+    """The trace ids one journal record changes."""
+    op = rec.get("op")
+    if op == "batch":
+        for sub in rec["ops"]:
+            touched_ids(sub, into)
+    elif op == "put":
+        into.add(rec["doc"]["trace_id"])
+    elif op in ("tag", "del"):
+        into.update(rec["ids"])

@@ -1,0 +1,510 @@
+"""The local store: a TinyDB JSON document file, a journal beside it, spans apart.
+
+A plain TinyDB file is rewritten whole on every change and parsed whole on every read, which
+at 100,000 traces makes one tag write cost a second. The store keeps TinyDB's document file as
+the base and designs around that cost (docs/store.md has the longer version):
+
+``PATH`` (the base)
+    A valid TinyDB database (tables ``_meta``, ``experiments``, ``traces``) laid out one document
+    per line, keyed by trace id, so that it can be streamed line by line and a single document
+    found with one substring search. It holds trace *infos* only: everything a search or a tag
+    write touches. It is only ever replaced whole, by an atomic rename.
+``PATH-journal``
+    An append-only log of small operations (put trace, set/delete tags, create experiment), one
+    checksummed line each, fsynced before a write returns. Readers replay it over the base.
+``PATH-spans``
+    Append-only span payloads, one checksummed line per trace; the info document points at it.
+``PATH-lock``
+    Serialises writers across processes; readers never take it.
+
+Invariants that make it safe:
+
+1. A write is one journal line written with one ``write`` and fsynced before returning, so it is
+   all there or, if the writer died, a torn last line with no newline that readers ignore.
+2. Writers hold the lock; a torn tail seen under the lock belongs to a dead writer and is cut
+   off before the next append, so it can never swallow an acknowledged record.
+3. Every operation is an assignment (put a document, set or delete a key), so replaying a
+   journal over a base that already contains it changes nothing.
+4. The base and the journal carry a generation number. Compaction writes base ``g+1`` (temp
+   file, fsync, rename), then a fresh journal ``g+1``. A reader that finds a journal older than
+   its base ignores it (a crash between the two renames); one newer than its base retries.
+5. Spans are appended and fsynced before the journal line that points at them, so no
+   acknowledged trace points at missing spans; a crash can only leave unreferenced bytes.
+6. Reads never write anything: no lock file, no repair, no migration on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidInput, StoreCorrupted, StoreError, StoreLocked
+from ..schema import check_trace
+from .base import BaseFile, layout, loads_doc
+from .files import atomic_write, decode_record, encode_record, fsync_dir, write_all
+from .journal import JOURNAL_VERSION, Overlay, read_journal, touched_ids
+from .lock import LOCK_TIMEOUT_S, ProcessLock
+from .paths import PRIVATE_DIR, create_file, file_mode, orphan_files, resolve_store_path
+from .snapshot import Snapshot, size_mismatch, snapshot_version
+
+# Compact once the journal is larger than this or a quarter of the base, whichever is larger:
+# replay cost on reads stays a fraction of the scan, and rewrites stay rare.
+COMPACT_MIN_BYTES = 4 * 1024 * 1024
+log = logging.getLogger("tracetag")
+
+
+def no_sync(_fd: int) -> None:
+    """The "process" durability level: the kernel has the bytes; no wait for the disk."""
+
+
+class Store:
+    """The trace store at ``path`` (see the module docstring for the layout and invariants)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        compact_bytes: int | None = None,
+        durability: str | None = None,
+    ):
+        self.path = resolve_store_path(path)
+        # "full" (default): a write is fsynced before it returns, so it survives a power cut.
+        # "process": written to the OS but not fsynced: it survives the writer's crash or
+        # kill -9, not an OS crash; ~10x the write rate when fsync is the bottleneck.
+        self.durability = durability or os.environ.get("TRACETAG_DURABILITY") or "full"
+        if self.durability not in ("full", "process"):
+            raise InvalidInput(f"durability must be 'full' or 'process', not {self.durability!r}")
+        self._sync = os.fsync if self.durability == "full" else no_sync
+        self.journal_path = self.path.with_name(self.path.name + "-journal")
+        self.spans_path = self.path.with_name(self.path.name + "-spans")  # before any vacuum
+        self.lock_path = self.path.with_name(self.path.name + "-lock")
+        self.compact_bytes = compact_bytes
+        self._mutex = threading.RLock()
+        self._process_lock: ProcessLock | None = None
+        self._validated: tuple | None = None
+        self._overlay: Overlay | None = None
+        self._index: tuple[tuple, dict[str, tuple[int, int]]] | None = None
+        self._lookups = 0
+        self.writes = 0  # journal appends made by this object: tests count them
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """A consistent view; retried if a compaction replaces the files while we open them."""
+        for _attempt in range(50):
+            base = BaseFile(self.path)
+            try:
+                with self._mutex:
+                    overlay = self._refresh_overlay()
+                    if overlay.generation > base.generation and base.stat is not None:
+                        base.close()
+                        continue  # compacted under us: reopen the new base
+                    if overlay.generation < base.generation:
+                        overlay = Overlay()  # stale journal left by a crash: all in the base
+                    elif (
+                        overlay.base_size is not None
+                        and base.stat is not None
+                        and base.stat.st_size != overlay.base_size
+                    ):
+                        raise size_mismatch(self.path, base.stat.st_size, overlay.base_size)
+                    return Snapshot(self, base, overlay.frozen())
+            except BaseException:
+                base.close()
+                raise
+        raise StoreLocked(f"{self.path}: the store keeps changing under the reader; try again")
+
+    def _refresh_overlay(self) -> Overlay:
+        self._overlay = read_journal(self.journal_path, self._overlay)
+        return self._overlay
+
+    def _index_for(self, base: BaseFile) -> dict[str, tuple[int, int]] | None:
+        """A full id index once this process has looked up enough ids to make it pay."""
+        if base.stat is None:
+            return None
+        key = (base.stat.st_ino, base.stat.st_mtime_ns, base.stat.st_size)
+        if self._index is not None and self._index[0] == key:
+            return self._index[1]
+        self._lookups += 1
+        if self._lookups < 8:
+            return None
+        self._index = (key, base.build_index())
+        return self._index[1]
+
+    def spans_path_for(self, meta: dict) -> Path:
+        """The span file a base points into (a vacuum starts a new one)."""
+        name = meta.get("spans_file")
+        return self.path.with_name(name) if name else self.spans_path
+
+    def read_spans(self, doc: dict) -> list[dict]:
+        """The span dicts of ``doc``, read from the current store.
+
+        ``doc`` may come from an older snapshot; if a vacuum has moved the spans since, the
+        document is looked up again.
+        """
+        with self.snapshot() as snap:
+            try:
+                return snap.spans(doc)
+            except StoreCorrupted:
+                fresh = snap.get(doc["trace_id"])
+                if fresh is None or fresh.get("spans_at") == doc.get("spans_at"):
+                    raise
+                return snap.spans(fresh)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _lock(self) -> ProcessLock:
+        if self._process_lock is None:
+            self._process_lock = ProcessLock(self.lock_path)
+        return self._process_lock
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Snapshot]:
+        """The single-writer section: lock, validate, repair a dead writer's torn tail."""
+        with self._mutex:
+            # Refuse a non-store before creating anything beside it (once per base file).
+            try:
+                st = os.stat(self.path)
+                key: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                key = None
+            if key is None or key != self._validated:
+                BaseFile(self.path).close()
+                self.path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            self._lock().acquire(LOCK_TIMEOUT_S, self.path)
+            try:
+                snap = self._prepare_locked()
+                try:
+                    yield snap
+                finally:
+                    snap.close()
+                st = os.stat(self.path)
+                self._validated = (st.st_ino, st.st_size, st.st_mtime_ns)
+            finally:
+                self._lock().release()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """The writers' lock alone, without reading the store: for repair, which must work on
+        a store that cannot be read."""
+        with self._mutex:
+            self._lock().acquire(LOCK_TIMEOUT_S, self.path)
+            try:
+                yield
+            finally:
+                self._lock().release()
+
+    def install_base(
+        self, meta: dict, experiments: dict, items: Iterable[tuple[str, bytes]]
+    ) -> None:
+        """Write a whole new base and an empty journal for it (under :meth:`exclusive`)."""
+        size, crc = atomic_write(self.path, layout(meta, experiments, items))
+        self._reset_journal(int(meta["generation"]), size, crc)
+        self._index = None
+
+    def _prepare_locked(self) -> Snapshot:
+        base = BaseFile(self.path)
+        if base.stat is None or base.needs_rewrite:
+            # First write, or an old-schema or foreign-layout file: write the base in the
+            # current layout (migrations happen on disk only here, under the lock).
+            base.close()
+            self._compact_locked()
+            base = BaseFile(self.path)
+        overlay = self._refresh_overlay()
+        if overlay.generation != base.generation:
+            # No journal for this base (deleted, or a crash right after a compaction's base
+            # rename): read the whole base once before trusting it with new appends.
+            for tid, raw in base.iter_raw():
+                loads_doc(base, tid, raw)
+            self._reset_journal(base.generation, base.stat.st_size if base.stat else None)
+            overlay = self._refresh_overlay()
+        elif overlay.base_size is not None and base.stat and base.stat.st_size != overlay.base_size:
+            raise size_mismatch(self.path, base.stat.st_size, overlay.base_size)
+        elif overlay.torn_bytes:
+            # Under the lock a torn tail can only be a dead writer's; cut it before appending.
+            with open(self.journal_path, "r+b") as f:
+                f.truncate(overlay.offset)
+                os.fsync(f.fileno())
+            overlay.torn_bytes = 0
+        return Snapshot(self, base, overlay)
+
+    def _reset_journal(
+        self, generation: int, base_size: int | None = None, base_crc: int | None = None
+    ) -> None:
+        head = encode_record(
+            {
+                "journal": JOURNAL_VERSION,
+                "generation": generation,
+                "base_size": base_size,
+                "base_crc": base_crc,
+            }
+        )
+        atomic_write(self.journal_path, [head])
+        self._overlay = None
+
+    def _append(self, record: dict) -> None:
+        line = encode_record(record)
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
+        try:
+            write_all(fd, line, self.journal_path)
+            self._sync(fd)
+        finally:
+            os.close(fd)
+        self.writes += 1
+        overlay = self._overlay
+        if overlay is not None and overlay.generation >= 0:
+            # We hold the lock and had read up to the end: the new line is the next one.
+            overlay.apply(record)
+            overlay.records += 1
+            overlay.offset += len(line)
+        else:
+            self._refresh_overlay()
+
+    def write(self, build: Callable[[Snapshot], tuple[dict | None, Any]]) -> Any:
+        """Run ``build`` on a locked, current snapshot and append the one record it returns.
+
+        ``build`` returns ``(record_or_None, result)``; raising inside it writes nothing. This is
+        how every mutation is made: one journal line per call, whatever its size.
+        """
+        with self._writing() as snap:
+            record, result = build(snap)
+            if record is not None:
+                self._append(record)
+                self._compact_quietly(snap)
+            return result
+
+    def _compact_quietly(self, snap: Snapshot) -> None:
+        try:
+            self._maybe_compact(snap)
+        except (OSError, StoreError) as e:
+            # The write before is durable and acknowledged; a compaction that cannot finish (a
+            # full disk) leaves the old base and journal, which stay valid.
+            log.warning("compaction postponed: %s", e)
+
+    def write_planned(
+        self,
+        plan: Callable[[Snapshot], Any],
+        refresh: Callable[[Snapshot, Any, set[str]], Any],
+        record_of: Callable[[Any], dict | None],
+        attempts: int = 3,
+    ) -> Any:
+        """A batch write whose planning runs without the lock.
+
+        ``plan(snapshot)`` runs on a snapshot, unlocked; under the lock, ``refresh(snapshot,
+        result, ids)`` replans just the traces that changed since (usually none), and the one
+        record ``record_of(result)`` is appended. If a compaction replaced the base meanwhile,
+        planning starts over; only after ``attempts`` such races is it done under the lock.
+        """
+        for attempt in range(attempts):
+            with self.snapshot() as snap:
+                result = plan(snap)
+                since = snapshot_version(snap)
+            if not self.path.exists() and record_of(result) is None:
+                return result  # nothing to write: a failed write creates no store
+            with self._writing() as locked:
+                changed = self._changed_since(since)
+                if changed is None:
+                    if attempt < attempts - 1:
+                        continue
+                    result = plan(locked)
+                elif changed:
+                    result = refresh(locked, result, changed)
+                record = record_of(result)
+                if record is not None:
+                    self._append(record)
+                    self._compact_quietly(locked)
+                return result
+        raise AssertionError("unreachable")
+
+    def _changed_since(self, since: tuple[int, int | None, int] | None) -> set[str] | None:
+        """Trace ids the journal changed after ``since`` (call under the lock, after
+        :meth:`_prepare_locked`); None when that cannot be told (the base was replaced)."""
+        overlay = self._overlay
+        if since is None or overlay is None:
+            return None
+        generation, inode, offset = since
+        if (overlay.generation, overlay.inode) != (generation, inode) or overlay.offset < offset:
+            return None
+        if overlay.offset == offset:
+            return set()
+        with open(self.journal_path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(overlay.offset - offset)
+        changed: set[str] = set()
+        for line in data.splitlines():
+            touched_ids(decode_record(line), changed)
+        return changed
+
+    def append_spans(self, snap: Snapshot, items: list[tuple[str, list[dict]]]) -> list[list[int]]:
+        """Append span payloads (call under the write lock); returns ``[offset, length]`` each."""
+        if not items:
+            return []
+        lines = [encode_record({"trace_id": tid, "spans": spans}) for tid, spans in items]
+        mode = file_mode(self.path)
+        fd = create_file(snap.spans_path, mode, os.O_WRONLY | os.O_APPEND)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            write_all(fd, b"".join(lines), snap.spans_path)
+            self._sync(fd)
+        finally:
+            os.close(fd)
+        locs = []
+        for line in lines:
+            locs.append([start, len(line)])
+            start += len(line)
+        return locs
+
+    def put_traces(
+        self,
+        items: list[tuple[dict, list[dict]]],
+        extra_ops: Iterable[dict] = (),
+        *,
+        count_replaced: bool = True,
+    ) -> tuple[int, int]:
+        """Insert or replace traces (info document, span dicts) in one durable write.
+
+        Returns (new, replaced) counts; ``count_replaced=False`` skips the lookups for callers
+        whose ids are freshly generated (recording) and reports them all as new. ``extra_ops``
+        ride in the same record (experiments the traces belong to, say), so they land together
+        or not at all.
+        """
+
+        for doc, spans in items:
+            check_trace(doc, spans)  # before the lock: a bad document never reaches the files
+
+        def build(snap: Snapshot) -> tuple[dict | None, tuple[int, int]]:
+            ops = list(extra_ops)
+            ids = (doc["trace_id"] for doc, _spans in items)
+            existing = snap.get_many(ids) if count_replaced else {}
+            locs = self.append_spans(snap, [(doc["trace_id"], spans) for doc, spans in items])
+            for (doc, _spans), loc in zip(items, locs, strict=True):
+                ops.append({"op": "put", "doc": {**doc, "spans_at": loc}})
+            counts = (len(items) - len(existing), len(existing))
+            if not ops:
+                return None, counts
+            return (ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops}), counts
+
+        return self.write(build)
+
+    def create_experiment(self, name: str) -> str:
+        def build(snap: Snapshot) -> tuple[dict | None, str]:
+            exps = snap.experiments()
+            for e in exps:
+                if e["name"] == name:
+                    return None, e["experiment_id"]
+            numeric = [int(e["experiment_id"]) for e in exps if e["experiment_id"].isdigit()]
+            new_id = str(max(numeric, default=0) + 1)
+            doc = {
+                "experiment_id": new_id,
+                "name": name,
+                "creation_time_ms": int(time.time() * 1000),
+            }
+            return {"op": "exp", "doc": doc}, new_id
+
+        return self.write(build)
+
+    # -- compaction ----------------------------------------------------------------------------
+
+    def _maybe_compact(self, snap: Snapshot) -> None:
+        size = self._overlay.offset if self._overlay else 0
+        base_size = snap.base.stat.st_size if snap.base.stat else 0
+        limit = self.compact_bytes or max(COMPACT_MIN_BYTES, base_size // 4)
+        if size > limit:
+            self._compact_locked()
+
+    def compact(self, vacuum: bool = False) -> dict[str, int]:
+        """Fold the journal into a new base file (atomic); returns what it did.
+
+        ``vacuum`` also copies the live spans into a new span file and drops the old one, which
+        reclaims the bytes of replaced traces and of writes a crash interrupted.
+        """
+        with self._writing():
+            return self._compact_locked(vacuum)
+
+    def _compact_locked(self, vacuum: bool = False) -> dict[str, int]:
+        base = BaseFile(self.path)
+        old_spans = self.spans_path_for(base.meta)
+        new_spans = old_spans
+        moved: dict[str, list[int]] = {}
+        try:
+            overlay = self._refresh_overlay()
+            if overlay.generation != base.generation:
+                overlay = Overlay()
+            generation = base.generation + 1
+            folded = overlay.records
+            if vacuum:
+                new_spans = self.path.with_name(f"{self.path.name}-spans.{generation}")
+                moved = copy_live_spans(base, old_spans, new_spans, overlay.merged(base))
+
+            def traces() -> Iterator[tuple[str, bytes]]:
+                for tid, raw, doc in overlay.merged(base):
+                    if tid in moved:
+                        doc = {**(doc or loads_doc(base, tid, raw)), "spans_at": moved[tid]}
+                    yield tid, raw if doc is None else orjson.dumps(doc)
+
+            experiments = {**base.experiments, **overlay.experiments}
+            meta = {**base.meta, "generation": generation}
+            if vacuum:
+                meta["spans_file"] = new_spans.name
+            size, crc = atomic_write(self.path, layout(meta, experiments, traces()))
+        finally:
+            base.close()
+        # A crash here leaves journal g beside base g+1: readers ignore it (invariant 4).
+        self._reset_journal(generation, size, crc)
+        self._index = None
+        result = {"records": folded, "generation": generation}
+        if vacuum and old_spans != new_spans:
+            result["spans_bytes_before"] = old_spans.stat().st_size if old_spans.exists() else 0
+            result["spans_bytes_after"] = new_spans.stat().st_size
+            # Snapshots taken before hold the old file open; later readers use the new one.
+            with contextlib.suppress(OSError):
+                old_spans.unlink()
+        removed = 0
+        for orphan in orphan_files(self.path, new_spans):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
+                removed += 1
+        if removed:
+            result["orphans_removed"] = removed
+        return result
+
+
+def copy_live_spans(
+    base: BaseFile, old: Path, new: Path, docs: Iterable[tuple[str, bytes, dict | None]]
+) -> dict[str, list[int]]:
+    """Copy the span lines the documents point at into ``new`` (fsynced); new locations by id."""
+    moved: dict[str, list[int]] = {}
+    try:
+        src = open(old, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        src = None
+    try:
+        fd = create_file(new, file_mode(base.path))
+        with open(fd, "wb") as dst:
+            offset = 0
+            for tid, raw, doc in docs:
+                loc = (doc if doc is not None else loads_doc(base, tid, raw)).get("spans_at")
+                if not loc or src is None:
+                    continue
+                src.seek(loc[0])
+                line = src.read(loc[1])
+                dst.write(line)
+                moved[tid] = [offset, len(line)]
+                offset += len(line)
+            dst.flush()
+            os.fsync(dst.fileno())
+    finally:
+        if src is not None:
+            src.close()
+    fsync_dir(new)
+    return moved

@@ -1,0 +1,166 @@
+"""A consistent read view: one open base file with the journal replayed over it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreCorrupted, TraceNotFound
+from .base import BaseFile, loads_doc
+from .files import decode_record
+from .journal import Overlay
+
+if TYPE_CHECKING:
+    from .local import Store
+
+
+DEFAULT_EXPERIMENT = {"experiment_id": "0", "name": "Default", "creation_time_ms": 0}
+
+
+def read_spans_at(path: Path, doc: dict, fh: Any) -> list[dict]:
+    """The spans of ``doc`` from the span file ``path`` (``fh``: that file, already open)."""
+    loc = doc.get("spans_at")
+    if not loc:
+        return []
+    try:
+        if fh is None:
+            fh = open(path, "rb")  # noqa: SIM115 - only reached when the file is missing
+        fh.seek(loc[0])
+        rec = decode_record(fh.read(loc[1]).rstrip(b"\n"))
+        if rec.get("trace_id") != doc["trace_id"]:
+            raise ValueError("another trace's spans")
+    except (OSError, ValueError):
+        raise StoreCorrupted(
+            f"{path}: damaged span file, spans of {doc['trace_id']} unreadable"
+        ) from None
+    return rec["spans"]
+
+
+def size_mismatch(path: Path, actual: int, expected: int) -> StoreCorrupted:
+    return StoreCorrupted(
+        f"{path}: damaged store, {actual} bytes where {expected} were written; "
+        "run 'tracetag store check'"
+    )
+
+
+class Snapshot:
+    """A consistent read view: one base file handle plus the journal replayed over it."""
+
+    def __init__(self, store: Store, base: BaseFile, overlay: Overlay):
+        self.store = store
+        self.base = base
+        self.overlay = overlay
+        self.spans_path = store.spans_path_for(base.meta)
+        # Opened now, so that a vacuum replacing the span file cannot pull it from under us.
+        self._spans_fh: Any = None
+        with contextlib.suppress(OSError):
+            self._spans_fh = open(self.spans_path, "rb")  # noqa: SIM115 - see close()
+
+    def close(self) -> None:
+        self.base.close()
+        if self._spans_fh is not None:
+            self._spans_fh.close()
+            self._spans_fh = None
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def iter_docs(self) -> Iterator[dict]:
+        """Every trace info document, journal applied (base order, then journal-only traces)."""
+        return self.select(lambda _doc: True)
+
+    def select(
+        self,
+        predicate: Callable[[dict], bool | None],
+        required: list[bytes] | None = None,
+        experiment_ids: set[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[dict]:
+        """Documents for which ``predicate`` is True (see :meth:`select_raw`)."""
+        for doc, _raw in self.select_raw(predicate, required, experiment_ids, progress):
+            yield doc
+
+    def select_raw(
+        self,
+        predicate: Callable[[dict], bool | None],
+        required: list[bytes] | None = None,
+        experiment_ids: set[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[tuple[dict, bytes | None]]:
+        """(document, its JSON bytes or None) for each document where ``predicate`` is True.
+
+        The bytes are given when they are exactly the document (no journal change), so a
+        caller that must hold many matches can keep the compact bytes instead of the dict.
+        ``required`` are byte strings every match must contain: base lines without them are
+        skipped unparsed, which is most of the cost of a selective search. Lines the journal
+        changed are always parsed, since their JSON on disk is not what is matched.
+        ``progress(done, total)`` is called every few thousand documents, in bytes of the base.
+        """
+        total = self.base.stat.st_size if self.base.stat else 0
+        done = 0
+        for n, (tid, raw, changed) in enumerate(self.overlay.merged(self.base)):
+            if progress is not None:
+                done += len(raw) + len(tid) + 6
+                if n % 4096 == 0:
+                    progress(done, total)
+            if changed is None:
+                if required and not all(r in raw for r in required):
+                    continue
+                doc, raw_out = loads_doc(self.base, tid, raw), raw
+            else:
+                doc, raw_out = changed, None
+            if experiment_ids is not None and doc["experiment_id"] not in experiment_ids:
+                continue
+            if predicate(doc) is True:
+                yield doc, raw_out
+
+    def ids(self) -> set[str]:
+        """Every trace id, without parsing documents."""
+        return {tid for tid, _raw, _doc in self.overlay.merged(self.base)}
+
+    def get_many(self, trace_ids: Iterable[str]) -> dict[str, dict]:
+        """Documents by id (absent ids are left out); one pass over the base for many ids."""
+        wanted = set(trace_ids)
+        if len(wanted) <= 64:
+            found = {tid: self.get(tid) for tid in wanted}
+            return {tid: doc for tid, doc in found.items() if doc is not None}
+        return {
+            tid: loads_doc(self.base, tid, raw) if doc is None else doc
+            for tid, raw, doc in self.overlay.merged(self.base)
+            if tid in wanted
+        }
+
+    def get(self, trace_id: str) -> dict | None:
+        if trace_id in self.overlay.deleted:
+            return None
+        doc = self.overlay.puts.get(trace_id)
+        if doc is not None:
+            return doc
+        doc = self.base.find(trace_id, self.store._index_for(self.base))
+        return None if doc is None else self.overlay.merge(doc)
+
+    def require(self, trace_id: str) -> dict:
+        doc = self.get(trace_id)
+        if doc is None:
+            raise TraceNotFound(trace_id)
+        return doc
+
+    def experiments(self) -> list[dict]:
+        exps = {"0": DEFAULT_EXPERIMENT, **self.base.experiments, **self.overlay.experiments}
+        return sorted(exps.values(), key=lambda e: (len(e["experiment_id"]), e["experiment_id"]))
+
+    def spans(self, doc: dict) -> list[dict]:
+        return read_spans_at(self.spans_path, doc, self._spans_fh)
+
+
+def snapshot_version(snap: Snapshot) -> tuple[int, int | None, int] | None:
+    """Where a snapshot stands: journal generation, inode and offset (None: no journal)."""
+    o = snap.overlay
+    if o.generation < 0 or o.generation != snap.base.generation:
+        return None
+    return (o.generation, o.inode, o.offset)
