@@ -8,8 +8,8 @@ import pytest
 
 import tracetag
 from tracetag.api import TracetagClient
-from tracetag.store.maintenance import check
 from tracetag.store import Store
+from tracetag.store.maintenance import check
 
 from .conftest import TRACES_JSONL
 

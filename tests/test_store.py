@@ -15,8 +15,8 @@ import pytest
 import tracetag.api as api
 from tracetag.api import TracetagClient
 from tracetag.errors import NotAStore, StoreCorrupted
-from tracetag.store.maintenance import check, repair
 from tracetag.store import SCHEMA_VERSION, Store, open_tinydb
+from tracetag.store.maintenance import check, repair
 
 from .conftest import run_tracetag
 
