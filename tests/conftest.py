@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import tracetag.api as api
-import tracetag.tracing as tracing
+from tracetag import runtime
 from tracetag.api import TracetagClient
 from tracetag.cli import app
 
@@ -34,15 +33,9 @@ def isolated_store(tmp_path, monkeypatch, _cache_home):
     monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))
     monkeypatch.delenv("TRACETAG_NOW", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
-    api.set_store(None)
-    api._STORES.clear()
-    tracing._state["experiment_id"] = "0"
-    tracing._state["last_trace_id"] = None
-    tracing._state["chosen"] = False
-    tracing._warned.clear()
+    runtime.reset()
     yield path
-    api.set_store(None)
-    api._STORES.clear()
+    runtime.reset()
 
 
 @pytest.fixture

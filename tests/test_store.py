@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-import tracetag.api as api
+from tracetag import runtime
 from tracetag.api import TracetagClient
 from tracetag.errors import NotAStore, StoreCorrupted
 from tracetag.store import SCHEMA_VERSION, Store, open_tinydb
@@ -525,7 +525,7 @@ def test_durability_level_from_environment(store_path, monkeypatch, cli):
     assert cli("experiments", "create", "fast").exit_code == 0
     assert cli("experiments", "list", "-o", "json").stdout.count('"fast"') == 1
     monkeypatch.setenv("TRACETAG_DURABILITY", "sometimes")
-    api._STORES.clear()  # a process opens its stores once; this test plays two processes
+    runtime.reset()  # a process opens its stores once; this test plays two processes
     result = cli("experiments", "list")
     assert result.exit_code == 2
     assert "durability must be 'full' or 'process', not 'sometimes'" in result.stderr

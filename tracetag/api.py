@@ -11,15 +11,16 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from functools import partial
 from typing import IO, Any
 
 import orjson
 
+from . import runtime
 from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
-from .model import Span, Trace, TraceData, TraceInfo
+from .model import Span, Trace, TraceData, TraceInfo, doc_to_trace, trace_to_doc
 from .planning import DeletePlan, DeleteReport, Selection, TagPlan
-from .store import Snapshot, Store, resolve_store_path
+from .store import Snapshot, Store
 from .tags import (
     TagChange,
     TagReport,
@@ -35,9 +36,6 @@ __all__ = [
     "PagedList",
     "TagNotFound",
     "TracetagClient",
-    "get_client",
-    "set_store",
-    "set_tracking_uri",
 ]
 
 
@@ -68,23 +66,11 @@ class ImportSummary:
         }
 
 
-def doc_to_trace(store: Store, doc: dict) -> Trace:
-    """A Trace whose spans are read from the store only when first used."""
-    return Trace(
-        TraceInfo.from_dict(doc),
-        TraceData(loader=lambda: [Span.from_dict(s) for s in store.read_spans(doc)]),
-    )
-
-
-def trace_to_doc(trace: Trace) -> tuple[dict, list[dict]]:
-    return trace.info.to_dict(), [s.to_dict() for s in trace.spans]
-
-
 class TracetagClient:
     """Access to one store. ``store`` is a path, a ``Store``, or None for the default store."""
 
     def __init__(self, store: str | os.PathLike[str] | Store | None = None):
-        self.store = store if isinstance(store, Store) else _store_for(store)
+        self.store = store if isinstance(store, Store) else runtime.store_for(store)
 
     def __repr__(self) -> str:
         return f"TracetagClient({str(self.store.path)!r})"
@@ -120,7 +106,7 @@ class TracetagClient:
             experiment_ids, filter_string, max_results, order_by, page_token, run_id, now=now
         )
         if include_spans:
-            traces = [doc_to_trace(self.store, d) for d in page]
+            traces = [doc_to_trace(d, partial(self.store.read_spans, d)) for d in page]
         else:
             traces = [Trace(TraceInfo.from_dict(d)) for d in page]
         if return_type == "pandas":
@@ -440,34 +426,3 @@ def _parse(filter_string: str | None) -> Any:
     from .filters import parse_filter
 
     return parse_filter(filter_string)
-
-
-# ---------------------------------------------------------------------------------------------
-# The default store and client used by the fluent functions
-
-_STORES: dict[Path, Store] = {}
-_DEFAULT_PATH: str | None = None
-
-
-def _store_for(path: str | os.PathLike[str] | None) -> Store:
-    """One Store object per file per process, so its caches and lock are shared by threads."""
-    resolved = resolve_store_path(path or _DEFAULT_PATH).absolute()
-    store = _STORES.get(resolved)
-    if store is None:
-        store = _STORES.setdefault(resolved, Store(resolved))
-    return store
-
-
-def set_store(path: str | os.PathLike[str] | None) -> None:
-    """Use this store for the fluent functions (like ``mlflow.set_tracking_uri``); None resets."""
-    global _DEFAULT_PATH
-    _DEFAULT_PATH = None if path is None else os.fspath(path)
-
-
-def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
-    """MLflow's name for :func:`set_store`: where the fluent functions read and write."""
-    set_store(uri)
-
-
-def get_client() -> TracetagClient:
-    return TracetagClient(_store_for(None))

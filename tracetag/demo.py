@@ -12,8 +12,9 @@ from __future__ import annotations
 import random
 import time
 
-from . import api, tracing
-from .api import TracetagClient, set_store
+from . import runtime, tracing
+from .api import TracetagClient
+from .fluent import set_experiment
 
 __all__ = ["record_demo"]
 
@@ -125,17 +126,11 @@ def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_i
 def record_demo(client: TracetagClient, traces: int = 200, seed: int = 7) -> tuple[int, dict]:
     """Record ``traces`` sample traces into the experiment ``demo`` of ``client``'s store."""
     rng = random.Random(seed)
-    previous = api._DEFAULT_PATH
-    chosen = dict(tracing._state)
-    set_store(client.store.path)
-    try:
-        experiment = tracing.set_experiment("demo")
+    with runtime.using_store(client.store.path):
+        experiment = set_experiment("demo")
         now_ns = time.time_ns()
         week_ns = 7 * 24 * 3600 * 1_000_000_000
         starts = sorted(now_ns - rng.randint(60_000_000_000, week_ns) for _ in range(traces))
         for start in starts:
             _one(client, rng, start, experiment["experiment_id"])
-    finally:
-        set_store(previous)
-        tracing._state.update(chosen)
     return traces, experiment

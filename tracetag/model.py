@@ -12,7 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STATUSES", "Span", "SpanEvent", "Trace", "TraceData", "TraceInfo", "new_trace_id"]
+__all__ = [
+    "STATUSES",
+    "Span",
+    "SpanEvent",
+    "Trace",
+    "TraceData",
+    "TraceInfo",
+    "doc_to_trace",
+    "new_trace_id",
+    "trace_to_doc",
+]
 
 STATUSES = ("OK", "ERROR", "IN_PROGRESS")
 
@@ -236,3 +246,16 @@ class Trace:
 
     def __repr__(self) -> str:
         return f"Trace(trace_id={self.info.trace_id!r}, status={self.info.status!r})"
+
+
+def trace_to_doc(trace: Trace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A trace as the store keeps it: the info document and the span dicts."""
+    return trace.info.to_dict(), [s.to_dict() for s in trace.spans]
+
+
+def doc_to_trace(doc: dict[str, Any], load_spans: Callable[[], list[dict[str, Any]]]) -> Trace:
+    """A Trace whose spans are read (by ``load_spans``) only when first used."""
+    return Trace(
+        TraceInfo.from_dict(doc),
+        TraceData(loader=lambda: [Span.from_dict(s) for s in load_spans()]),
+    )

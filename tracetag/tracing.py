@@ -24,18 +24,17 @@ from typing import Any, TypeVar
 
 import orjson
 
+from . import runtime
 from .errors import InvalidInput, StoreLocked
-from .model import Span, SpanEvent, Trace, TraceData, TraceInfo, new_trace_id
+from .model import Span, SpanEvent, Trace, TraceData, TraceInfo, new_trace_id, trace_to_doc
 from .schema import MAX_PREVIEW, deeper_than
 from .tags import validate_key, validate_value
 
 __all__ = [
     "LiveSpan",
-    "active_experiment_id",
     "get_current_active_span",
     "get_last_active_trace_id",
     "live_trace",
-    "set_experiment",
     "start_span",
     "start_span_no_context",
     "trace",
@@ -46,9 +45,6 @@ log = logging.getLogger("tracetag")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _current: ContextVar[LiveSpan | None] = ContextVar("tracetag_current_span", default=None)
-_LIVE: dict[str, _LiveTrace] = {}
-_LIVE_LOCK = threading.Lock()
-_state: dict[str, Any] = {"experiment_id": "0", "last_trace_id": None, "chosen": False}
 PREVIEW_CHARS = 1000
 
 
@@ -96,16 +92,12 @@ def to_jsonable(value: Any) -> Any:
     return _repr(value) if deeper_than(out, MAX_VALUE_DEPTH) else out
 
 
-_warned: set[str] = set()
-
-
 def _problem(span: LiveSpan | None, what: str, error: BaseException) -> None:
     """A tracing call got something it cannot store: warn once per kind of problem, and note it
     on the span (an event) so that whoever reads the trace sees what was left out."""
     message = f"{what}: {error}"
     kind = f"{what}:{type(error).__name__}"
-    if kind not in _warned:
-        _warned.add(kind)
+    if runtime.warn_once(kind):
         log.warning("%s (the rest was recorded; noted on the trace)", message)
     if span is not None:
         with contextlib.suppress(Exception):
@@ -183,7 +175,8 @@ class _LiveTrace:
 
 def live_trace(trace_id: str) -> _LiveTrace | None:
     """The in-flight trace with this id, if this process is recording it."""
-    return _LIVE.get(trace_id)
+    found: _LiveTrace | None = runtime.live_traces().get(trace_id)
+    return found
 
 
 class LiveSpan:
@@ -354,30 +347,33 @@ _COMMITS = _GroupCommit()
 def _flush_unfinished() -> None:
     """At interpreter exit, store traces whose root span never ended (an abandoned generator,
     a killed task) as IN_PROGRESS rather than losing what they recorded."""
-    from .api import get_client, trace_to_doc
-
-    with _LIVE_LOCK:
-        live = list(_LIVE.values())
-        _LIVE.clear()
+    with runtime.live_lock():
+        live = list(runtime.live_traces().values())
+        runtime.live_traces().clear()
     for trace_ in live:
         try:
-            _COMMITS.submit(get_client().store, trace_to_doc(trace_.to_trace()))
+            _COMMITS.submit(runtime.default_store(), trace_to_doc(trace_.to_trace()))
         except Exception as e:
             log.warning("could not store unfinished trace %s: %s", trace_.trace_id, e)
 
 
-atexit.register(_flush_unfinished)
+_exit_hook = threading.Event()
+
+
+def _register_exit_hook() -> None:
+    """Registered with the first trace, not at import: importing tracetag changes nothing."""
+    if not _exit_hook.is_set():
+        _exit_hook.set()
+        atexit.register(_flush_unfinished)
 
 
 def _finish(live: _LiveTrace, end_ns: int) -> None:
-    from .api import get_client, trace_to_doc
-
     trace_obj = live.to_trace(end_ns)
-    with _LIVE_LOCK:
-        _LIVE.pop(live.trace_id, None)
-    _state["last_trace_id"] = live.trace_id
+    with runtime.live_lock():
+        runtime.live_traces().pop(live.trace_id, None)
+    runtime.set_last_trace_id(live.trace_id)
     try:
-        _COMMITS.submit(get_client().store, trace_to_doc(trace_obj))
+        _COMMITS.submit(runtime.default_store(), trace_to_doc(trace_obj))
     except Exception as e:  # never break the traced application
         log.warning("could not store trace %s: %s", live.trace_id, e)
 
@@ -400,9 +396,11 @@ def start_span_no_context(
     """
     if parent_span is None:
         start = start_time_ns if start_time_ns is not None else time.time_ns()
-        live = _LiveTrace(new_trace_id(), str(experiment_id or _state["experiment_id"]), start)
-        with _LIVE_LOCK:
-            _LIVE[live.trace_id] = live
+        experiment = str(experiment_id or runtime.experiment_for_new_traces())
+        live = _LiveTrace(new_trace_id(), experiment, start)
+        _register_exit_hook()
+        with runtime.live_lock():
+            runtime.live_traces()[live.trace_id] = live
         start_time_ns = start
     else:
         live = parent_span._trace
@@ -572,30 +570,4 @@ def _text(value: Any) -> str:
 
 def get_last_active_trace_id() -> str | None:
     """The id of the last trace this process finished recording."""
-    return _state["last_trace_id"]
-
-
-def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> dict:
-    """Record new traces into this experiment, creating it by name if needed."""
-    from .api import get_client
-
-    client = get_client()
-    exp: dict | None
-    if experiment_id is not None:
-        exp = client.get_experiment(str(experiment_id))
-    elif experiment_name:
-        exp = client.get_experiment_by_name(experiment_name)
-        if exp is None:
-            client.create_experiment(experiment_name)
-            exp = client.get_experiment_by_name(experiment_name)
-    else:
-        raise InvalidInput("set_experiment needs an experiment name or id")
-    assert exp is not None
-    _state["experiment_id"] = exp["experiment_id"]
-    _state["chosen"] = True
-    return exp
-
-
-def active_experiment_id() -> str | None:
-    """The experiment ``set_experiment`` chose in this process, if any."""
-    return _state["experiment_id"] if _state["chosen"] else None
+    return runtime.last_trace_id()

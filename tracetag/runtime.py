@@ -1,0 +1,136 @@
+"""Everything tracetag keeps per process, in one place, with one :func:`reset`.
+
+The fluent functions and the tracing decorators act on "the" store and "the" experiment, as
+MLflow's do; this module holds those choices, the ``Store`` objects opened so far (one per file,
+so threads share its caches and lock), the traces being recorded right now, and which tracing
+problems were already warned about. Nothing else in the package keeps module-level state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = [
+    "active_experiment_id",
+    "choose_experiment",
+    "default_store",
+    "experiment_for_new_traces",
+    "last_trace_id",
+    "live_lock",
+    "live_traces",
+    "reset",
+    "set_default_store",
+    "set_last_trace_id",
+    "store_for",
+    "using_store",
+    "warn_once",
+]
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live_lock = threading.Lock()
+        self.stores: dict[Path, Store] = {}
+        self.default_path: str | None = None
+        self.experiment_id = "0"
+        self.experiment_chosen = False
+        self.last_trace_id: str | None = None
+        self.live: dict[str, Any] = {}  # trace id -> the trace being recorded
+        self.warned: set[str] = set()
+
+
+_STATE = _State()
+
+
+def reset() -> None:
+    """Forget every choice and cache: the state of a fresh process (tests use this)."""
+    global _STATE
+    _STATE = _State()
+
+
+# -- stores ------------------------------------------------------------------------------------
+
+
+def store_for(path: str | os.PathLike[str] | None) -> Store:
+    """One Store object per file per process (``None``: the default store)."""
+    from .store import Store, resolve_store_path
+
+    resolved = resolve_store_path(path or _STATE.default_path).absolute()
+    with _STATE.lock:
+        store = _STATE.stores.get(resolved)
+        if store is None:
+            store = _STATE.stores[resolved] = Store(resolved)
+    return store
+
+
+def default_store() -> Store:
+    return store_for(None)
+
+
+def set_default_store(path: str | os.PathLike[str] | None) -> None:
+    """Use this store for the fluent functions and for recording; None: back to the default
+    (``$TRACETAG_STORE``, else the per-user store)."""
+    _STATE.default_path = None if path is None else os.fspath(path)
+
+
+@contextlib.contextmanager
+def using_store(path: str | os.PathLike[str]) -> Iterator[None]:
+    """The default store is ``path`` inside the block (and the experiment choice is kept)."""
+    previous = (_STATE.default_path, _STATE.experiment_id, _STATE.experiment_chosen)
+    set_default_store(path)
+    try:
+        yield
+    finally:
+        _STATE.default_path, _STATE.experiment_id, _STATE.experiment_chosen = previous
+
+
+# -- experiments and traces ------------------------------------------------------------------
+
+
+def choose_experiment(experiment_id: str) -> None:
+    _STATE.experiment_id = experiment_id
+    _STATE.experiment_chosen = True
+
+
+def experiment_for_new_traces() -> str:
+    return _STATE.experiment_id
+
+
+def active_experiment_id() -> str | None:
+    """The experiment ``set_experiment`` chose in this process, if any."""
+    return _STATE.experiment_id if _STATE.experiment_chosen else None
+
+
+def last_trace_id() -> str | None:
+    return _STATE.last_trace_id
+
+
+def set_last_trace_id(trace_id: str) -> None:
+    _STATE.last_trace_id = trace_id
+
+
+def live_traces() -> dict[str, Any]:
+    """The traces being recorded in this process, by id (callers lock it with ``live_lock``)."""
+    return _STATE.live
+
+
+def live_lock() -> threading.Lock:
+    return _STATE.live_lock
+
+
+def warn_once(kind: str) -> bool:
+    """True the first time ``kind`` is seen in this process."""
+    with _STATE.lock:
+        if kind in _STATE.warned:
+            return False
+        _STATE.warned.add(kind)
+        return True
