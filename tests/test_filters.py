@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from tracetag.errors import FilterSyntaxError
 from tracetag.filters import ast as A
 from tracetag.filters import compile_filter, parse_filter
-from tracetag.filters.parser import grammar_path, parse_iso_ms
+from tracetag.filters.fields import parse_iso_ms
+from tracetag.filters.parser import grammar_path
 
 
 def doc(**tags) -> dict:

@@ -269,7 +269,7 @@ def test_pandas_return_type_without_pandas_is_a_clear_error(small, monkeypatch):
 
 
 def test_listing_times_are_utc_and_machine_readable_in_pipes(cli, conformance_store):
-    from tracetag.filters.parser import parse_iso_ms
+    from tracetag.filters.fields import parse_iso_ms
 
     f = ["search", "-f", "trace_id = 'tr-6663f3d7173cfa73b65948ca5fbc00b3'"]
     row = cli(*f).stdout.splitlines()[1].split("\t")

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import FilterSyntaxError, InvalidQuery
 from .filters import field_getter, parse_field, parse_filter
-from .filters.parser import ATTRIBUTES
+from .filters.fields import ATTRIBUTES
 from .query import select
 
 __all__ = ["GroupStats", "group_stats", "nearest_rank", "tag_keys", "tag_values"]

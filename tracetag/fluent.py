@@ -62,8 +62,6 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     return exp
 
 
-
-
 def search_traces(
     experiment_ids: list[str] | None = None,
     filter_string: str | None = None,

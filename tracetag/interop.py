@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .errors import ImportFormatError, InvalidInput
-from .filters.parser import parse_iso_ms
+from .filters.fields import parse_iso_ms
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
 from .schema import check_trace
 

@@ -21,7 +21,7 @@ import orjson
 from .errors import FilterSyntaxError, InvalidQuery
 from .filters import ast as A
 from .filters import compile_filter, field_getter, parse_field, parse_filter, required_bytes
-from .filters.parser import ATTRIBUTES, NUMERIC_ATTRIBUTES
+from .filters.fields import ATTRIBUTES, NUMERIC_ATTRIBUTES
 
 __all__ = ["OrderKey", "SearchPage", "parse_order_by", "search", "select"]
 

@@ -449,6 +449,74 @@ def _bound_inputs(sig: inspect.Signature | None, args: tuple, kwargs: dict) -> A
     return params
 
 
+@contextlib.contextmanager
+def _traced_call(
+    name: str,
+    span_type: str,
+    attributes: Mapping[str, Any] | None,
+    sig: inspect.Signature | None,
+    args: tuple,
+    kwargs: dict,
+) -> Iterator[LiveSpan]:
+    """The part every kind of traced function shares: a span, with the bound arguments as
+    inputs."""
+    with start_span(name, span_type, attributes) as span:
+        span.set_inputs(_bound_inputs(sig, args, kwargs))
+        yield span
+
+
+def _wrap_async_generator(fn: Any, call: Any) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with call(args, kwargs) as span:
+            items: list[Any] = []
+            try:
+                async for item in fn(*args, **kwargs):
+                    items.append(item)
+                    yield item
+            finally:
+                span.set_outputs(items)
+
+    return wrapper
+
+
+def _wrap_coroutine(fn: Any, call: Any) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with call(args, kwargs) as span:
+            result = await fn(*args, **kwargs)
+            span.set_outputs(result)
+            return result
+
+    return wrapper
+
+
+def _wrap_generator(fn: Any, call: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with call(args, kwargs) as span:
+            items: list[Any] = []
+            try:
+                for item in fn(*args, **kwargs):
+                    items.append(item)
+                    yield item
+            finally:
+                span.set_outputs(items)
+
+    return wrapper
+
+
+def _wrap_function(fn: Any, call: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with call(args, kwargs) as span:
+            result = fn(*args, **kwargs)
+            span.set_outputs(result)
+            return result
+
+    return wrapper
+
+
 def trace(
     func: F | None = None,
     *,
@@ -461,65 +529,21 @@ def trace(
     yielded) as outputs. Usable bare (``@trace``) or with arguments."""
 
     def decorate(fn: F) -> F:
-        span_name = name or fn.__name__
         try:
             sig: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):
             sig = None
-
+        call = functools.partial(_traced_call, name or fn.__name__, span_type, attributes, sig)
         if inspect.isasyncgenfunction(fn):
-
-            @functools.wraps(fn)
-            async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with start_span(span_name, span_type, attributes) as span:
-                    span.set_inputs(_bound_inputs(sig, args, kwargs))
-                    items: list[Any] = []
-                    try:
-                        async for item in fn(*args, **kwargs):
-                            items.append(item)
-                            yield item
-                    finally:
-                        span.set_outputs(items)
-
-            return agen_wrapper  # type: ignore[return-value]
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with start_span(span_name, span_type, attributes) as span:
-                    span.set_inputs(_bound_inputs(sig, args, kwargs))
-                    result = await fn(*args, **kwargs)
-                    span.set_outputs(result)
-                    return result
-
-            return async_wrapper  # type: ignore[return-value]
-
-        if inspect.isgeneratorfunction(fn):
-
-            @functools.wraps(fn)
-            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with start_span(span_name, span_type, attributes) as span:
-                    span.set_inputs(_bound_inputs(sig, args, kwargs))
-                    items: list[Any] = []
-                    try:
-                        for item in fn(*args, **kwargs):
-                            items.append(item)
-                            yield item
-                    finally:
-                        span.set_outputs(items)
-
-            return gen_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with start_span(span_name, span_type, attributes) as span:
-                span.set_inputs(_bound_inputs(sig, args, kwargs))
-                result = fn(*args, **kwargs)
-                span.set_outputs(result)
-                return result
-
-        return wrapper  # type: ignore[return-value]
+            wrap = _wrap_async_generator
+        elif inspect.iscoroutinefunction(fn):
+            wrap = _wrap_coroutine
+        elif inspect.isgeneratorfunction(fn):
+            wrap = _wrap_generator
+        else:
+            wrap = _wrap_function
+        wrapped: F = wrap(fn, call)
+        return wrapped
 
     if func is not None:
         return decorate(func)

@@ -6,13 +6,12 @@ the base file (no JSON parsing), tag keys from the most recent traces only.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from typing import Any
 
 import orjson
 
-from ..filters.parser import ATTRIBUTES
+from ..filters.fields import ATTRIBUTES
 from ..store import Store
 
 __all__ = ["experiment_ids", "fields", "script", "tag_keys", "trace_ids"]
@@ -38,18 +37,7 @@ def trace_ids(ctx: Any, incomplete: str) -> list[str]:
     store = _store(ctx)
     with store.snapshot() as snap:
         out = [t for t in snap.overlay.puts if t.startswith(incomplete)]
-        fh = snap.base._fh
-        if fh is not None and snap.base._tables is None:
-            import mmap
-
-            pattern = re.compile(rb'\n"(' + re.escape(incomplete.encode()) + rb'[^"\n]*)": \{')
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                for m in pattern.finditer(mm, snap.base._body_start - 1):
-                    out.append(m.group(1).decode())
-                    if len(out) >= MAX_ITEMS:
-                        break
-        elif snap.base._tables is not None:
-            out += [t for t in (snap.base._tables.get("traces") or {}) if t.startswith(incomplete)]
+        out += snap.base.ids_with_prefix(incomplete, MAX_ITEMS)
         gone = snap.overlay.deleted
     already = set(ctx.params.get("args") or [])
     return [t for t in dict.fromkeys(out) if t not in already and t not in gone][:MAX_ITEMS]

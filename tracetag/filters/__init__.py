@@ -8,7 +8,8 @@ from __future__ import annotations
 from ..errors import FilterSyntaxError
 from .ast import Field, Node, tree
 from .evaluate import compile_filter, field_getter, required_bytes
-from .parser import parse_field, parse_filter
+from .fields import parse_field
+from .parser import parse_filter
 
 __all__ = [
     "Field",

@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import InvalidInput
 from . import ast as A
-from .parser import NUMERIC_ATTRIBUTES, parse_iso_ms
+from .fields import NUMERIC_ATTRIBUTES, parse_iso_ms
 from .patterns import compile_like, compile_rlike
 
 __all__ = [
@@ -113,70 +113,97 @@ def _junction(parts: list[Predicate], decisive: bool) -> Predicate:
     return junction
 
 
-def _compile(node: A.Node, now: int) -> Predicate:
-    if isinstance(node, A.And | A.Or):
-        return _junction([_compile(i, now) for i in node.items], isinstance(node, A.Or))
-    if isinstance(node, A.Not):
-        inner = _compile(node.item, now)
+def _compile_junction(node: A.And | A.Or, now: int) -> Predicate:
+    return _junction([_compile(i, now) for i in node.items], isinstance(node, A.Or))
 
-        def not_(d: dict) -> bool | None:
-            r = inner(d)
-            return None if r is None else not r
 
-        return not_
-    if isinstance(node, A.IsNull):
-        get = field_getter(node.field)
-        if node.negated:
-            return lambda d: get(d) is not None
-        return lambda d: get(d) is None
-    if isinstance(node, A.Like):
-        get = field_getter(node.field)
-        if node.op == "RLIKE":
-            match = compile_rlike(node.pattern.value)
-        else:
-            match = compile_like(node.pattern.value, node.op == "ILIKE")
-        negated = node.negated
+def _compile_not(node: A.Not, now: int) -> Predicate:
+    inner = _compile(node.item, now)
 
-        def like(d: dict) -> bool | None:
-            v = get(d)
-            if v is None:
-                return None
-            return match(str(v)) != negated
+    def not_(d: dict) -> bool | None:
+        r = inner(d)
+        return None if r is None else not r
 
-        return like
-    if isinstance(node, A.Compare):
-        get = field_getter(node.field)
-        op = _OPS[node.op]
-        lit = _literal(node.field, node.value, now)
-        if _numeric_compare(node.field, node.value):
+    return not_
 
-            def num_cmp(d: dict) -> bool | None:
-                v = _as_number(get(d))
-                return None if v is None else op(v, lit)
 
-            return num_cmp
+def _compile_is_null(node: A.IsNull, now: int) -> Predicate:
+    get = field_getter(node.field)
+    if node.negated:
+        return lambda d: get(d) is not None
+    return lambda d: get(d) is None
 
-        def cmp(d: dict) -> bool | None:
-            v = get(d)
+
+def _compile_like(node: A.Like, now: int) -> Predicate:
+    get = field_getter(node.field)
+    if node.op == "RLIKE":
+        match = compile_rlike(node.pattern.value)
+    else:
+        match = compile_like(node.pattern.value, node.op == "ILIKE")
+    negated = node.negated
+
+    def like(d: dict) -> bool | None:
+        v = get(d)
+        if v is None:
+            return None
+        return match(str(v)) != negated
+
+    return like
+
+
+def _compile_compare(node: A.Compare, now: int) -> Predicate:
+    get = field_getter(node.field)
+    op = _OPS[node.op]
+    lit = _literal(node.field, node.value, now)
+    if _numeric_compare(node.field, node.value):
+
+        def num_cmp(d: dict) -> bool | None:
+            v = _as_number(get(d))
             return None if v is None else op(v, lit)
 
-        return cmp
-    if isinstance(node, A.InList):
-        get = field_getter(node.field)
-        numeric = _numeric_compare(node.field, node.values[0])
-        values = frozenset(_literal(node.field, v, now) for v in node.values)
-        negated = node.negated
+        return num_cmp
 
-        def in_(d: dict) -> bool | None:
-            v = get(d)
-            if numeric:
-                v = _as_number(v)
-            if v is None:
-                return None
-            return (v in values) != negated
+    def cmp(d: dict) -> bool | None:
+        v = get(d)
+        return None if v is None else op(v, lit)
 
-        return in_
-    raise TypeError(f"not a filter node: {node!r}")
+    return cmp
+
+
+def _compile_in(node: A.InList, now: int) -> Predicate:
+    get = field_getter(node.field)
+    numeric = _numeric_compare(node.field, node.values[0])
+    values = frozenset(_literal(node.field, v, now) for v in node.values)
+    negated = node.negated
+
+    def in_(d: dict) -> bool | None:
+        v = get(d)
+        if numeric:
+            v = _as_number(v)
+        if v is None:
+            return None
+        return (v in values) != negated
+
+    return in_
+
+
+# One compiler per node type: a new node type is one function and one entry here.
+_COMPILERS: dict[type, Callable[[Any, int], Predicate]] = {
+    A.And: _compile_junction,
+    A.Or: _compile_junction,
+    A.Not: _compile_not,
+    A.IsNull: _compile_is_null,
+    A.Like: _compile_like,
+    A.Compare: _compile_compare,
+    A.InList: _compile_in,
+}
+
+
+def _compile(node: A.Node, now: int) -> Predicate:
+    compiler = _COMPILERS.get(type(node))
+    if compiler is None:
+        raise TypeError(f"not a filter node: {node!r}")
+    return compiler(node, now)
 
 
 def compile_filter(node: A.Node | None, now: int | None = None) -> Predicate:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -17,62 +16,20 @@ from typing import Any
 
 from ..errors import FilterSyntaxError
 from . import ast as A
+from .fields import (
+    ATTRIBUTES,
+    LIKELY,
+    NUMERIC_ATTRIBUTES,
+    STATUS_VALUES,
+    TIME_ATTRIBUTES,
+    parse_field,
+    parse_iso_ms,
+)
 
 __all__ = ["ATTRIBUTES", "grammar_path", "parse_field", "parse_filter", "parse_iso_ms"]
 
-# Attribute names (and MLflow's aliases, old and new) -> canonical name.
-ATTRIBUTES = {
-    "status": "status",
-    "state": "status",
-    "name": "name",
-    "timestamp_ms": "timestamp_ms",
-    "timestamp": "timestamp_ms",
-    "request_time": "timestamp_ms",
-    "execution_time_ms": "execution_time_ms",
-    "execution_time": "execution_time_ms",
-    "execution_duration_ms": "execution_time_ms",
-    "execution_duration": "execution_time_ms",
-    "end_time_ms": "end_time_ms",
-    "end_time": "end_time_ms",
-    "request_id": "trace_id",
-    "trace_id": "trace_id",
-    "client_request_id": "client_request_id",
-    "run_id": "run_id",
-    "experiment_id": "experiment_id",
-}
-NUMERIC_ATTRIBUTES = {"timestamp_ms", "execution_time_ms", "end_time_ms"}
-STATUS_VALUES = ("OK", "ERROR", "IN_PROGRESS")
-# Names people type for an attribute that has another name here.
-_LIKELY = {
-    "duration": "execution_time_ms",
-    "duration_ms": "execution_time_ms",
-    "latency": "execution_time_ms",
-    "latency_ms": "execution_time_ms",
-    "elapsed": "execution_time_ms",
-    "time": "timestamp_ms",
-    "time_ms": "timestamp_ms",
-    "date": "timestamp_ms",
-    "created": "timestamp_ms",
-    "start_time": "timestamp_ms",
-    "id": "trace_id",
-    "experiment": "experiment_id",
-    "trace_name": "name",
-}
 MAX_FILTER_LENGTH = 65_536
 MAX_DEPTH = 100
-TIME_ATTRIBUTES = {"timestamp_ms", "end_time_ms"}
-_PREFIXES = {
-    "tags": "tag",
-    "tag": "tag",
-    "metadata": "metadata",
-    "request_metadata": "metadata",
-    "attributes": "attribute",
-    "attribute": "attribute",
-    "attr": "attribute",
-    "trace": "attribute",
-}
-_FIELD_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\.(.*))?$", re.S)
-
 _EXPECTED_WORDS = {
     "STRING": "a quoted string",
     "NUMBER": "a number",
@@ -165,106 +122,6 @@ def _parser() -> Any:
     return Lark(text, parser="lalr", maybe_placeholders=True, cache=_cache_file(text))
 
 
-def _unquote(text: str) -> str:
-    quote = text[0]
-    body = text[1:-1]
-    return re.sub(r"\\([\\" + quote + "])", r"\1", body)
-
-
-def parse_field(raw: str, pos: int = 0) -> A.Field:
-    """``tags.service.name`` -> Field('tag', 'service.name'); bare names are attributes."""
-    m = _FIELD_RE.match(raw)
-    if not m:
-        return A.Field("unknown", raw, pos, raw)
-    prefix, key = m.group(1), m.group(2)
-    if key is None:
-        return A.Field("attribute", ATTRIBUTES.get(prefix.lower(), prefix), pos, raw)
-    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
-        key = key[1:-1]
-    kind = _PREFIXES.get(prefix.lower())
-    if kind is None:
-        return A.Field("unknown", raw, pos, raw)
-    if kind == "attribute":
-        key = ATTRIBUTES.get(key.lower(), key)
-    return A.Field(kind, key, pos, raw)
-
-
-def _transformer() -> Any:
-    from lark import Transformer
-
-    def flatten(kind: type[A.And] | type[A.Or], items: list) -> tuple:
-        out: list = []
-        for item in items:
-            out.extend(item.items if isinstance(item, kind) else [item])
-        return tuple(out)
-
-    class Build(Transformer):
-        def or_expr(self, items: list) -> A.Or:
-            return A.Or(flatten(A.Or, items))
-
-        def and_expr(self, items: list) -> A.And:
-            return A.And(flatten(A.And, items))
-
-        def not_(self, items: list) -> A.Not:
-            return A.Not(items[0])
-
-        def group(self, items: list) -> Any:
-            return items[1]
-
-        def compare(self, items: list) -> A.Compare:
-            f, op, value = items
-            op = "!=" if op == "<>" else str(op)
-            return A.Compare(parse_field(str(f), f.start_pos), op, value)
-
-        def like(self, items: list, negated: bool = False) -> A.Like:
-            f, op, pattern = items
-            s = A.String(_unquote(str(pattern)), pattern.start_pos)
-            return A.Like(parse_field(str(f), f.start_pos), str(op).upper(), s, negated)
-
-        def not_like(self, items: list) -> A.Like:
-            return self.like(items, negated=True)
-
-        def in_(self, items: list, negated: bool = False) -> A.InList:
-            f, lpar, values, _rpar = items
-            vals = tuple(values.children) if values is not None else ()
-            return A.InList(parse_field(str(f), f.start_pos), vals, negated, lpar.start_pos)
-
-        def not_in(self, items: list) -> A.InList:
-            return self.in_(items, negated=True)
-
-        def is_null(self, items: list) -> A.IsNull:
-            return A.IsNull(parse_field(str(items[0]), items[0].start_pos))
-
-        def is_not_null(self, items: list) -> A.IsNull:
-            return A.IsNull(parse_field(str(items[0]), items[0].start_pos), negated=True)
-
-        def string(self, items: list) -> A.String:
-            return A.String(_unquote(str(items[0])), items[0].start_pos)
-
-        def number(self, items: list) -> A.Number:
-            text = str(items[0])
-            is_int = re.fullmatch(r"[+-]?\d+", text) is not None
-            return A.Number(int(text) if is_int else float(text), items[0].start_pos)
-
-        def duration(self, items: list) -> A.Duration:
-            return _duration(items[0])
-
-        def now(self, items: list) -> A.Now:
-            now_tok = items[0]
-            if len(items) > 3 and items[3] is not None:
-                d = _duration(items[4])
-                return A.Now(-d.ms if str(items[3]) == "-" else d.ms, now_tok.start_pos)
-            return A.Now(0, now_tok.start_pos)
-
-    return Build()
-
-
-def _duration(tok: Any) -> A.Duration:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", str(tok), re.I)
-    assert m is not None
-    return A.Duration(float(m.group(1)) * A._UNITS[m.group(2).lower()], tok.start_pos)
-
-
 def _describe_token(tok: Any) -> str:
     if tok.type == "$END":
         return "end of filter"
@@ -331,7 +188,9 @@ def parse_filter(text: str | None) -> A.Node | None:
 
     try:
         tree = _parser().parse(text)
-        node = _transformer().transform(tree)
+        from .build import BUILD
+
+        node = BUILD.transform(tree)
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
     except RecursionError:
@@ -356,17 +215,6 @@ def _too_deep(text: str) -> FilterSyntaxError:
 # Validation: the semantic rules, each error pointing at a column
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_iso_ms(text: str) -> int:
-    """``2025-03-05`` or ``2025-03-02T12:00:00[Z|+01:00]`` -> epoch ms; UTC when no zone given."""
-    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
-
-
 def _err(msg: str, text: str, pos: int) -> FilterSyntaxError:
     return FilterSyntaxError(msg, text, pos)
 
@@ -387,7 +235,7 @@ def _check_field(f: A.Field, text: str) -> None:
 
 def unknown_attribute(name: str) -> str:
     """The message for a name that is no attribute, with the likeliest meaning."""
-    likely = _LIKELY.get(name.lower())
+    likely = LIKELY.get(name.lower())
     if likely:
         hint = f"did you mean {likely}?"
     else:

@@ -254,6 +254,23 @@ class BaseFile:
             raw = raw[:-1] if raw.endswith(b",") else raw
         return loads_doc(self, trace_id, raw)
 
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` trace ids starting with ``prefix``, by a scan of the raw bytes (no
+        JSON parsing): fast enough for shell completion."""
+        if self._tables is not None:
+            traces = self._tables.get("traces") or {}
+            return [t for t in traces if t.startswith(prefix)][:limit]
+        if self._fh is None:
+            return []
+        pattern = re.compile(rb'\n"(' + re.escape(prefix.encode()) + rb'[^"\n]*)": \{')
+        out: list[str] = []
+        with mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            for m in pattern.finditer(mm, self._body_start - 1):
+                out.append(m.group(1).decode())
+                if len(out) >= limit:
+                    break
+        return out
+
     def build_index(self) -> dict[str, tuple[int, int]]:
         """Trace id -> (offset, length) of its document, for processes that look up many ids."""
         index: dict[str, tuple[int, int]] = {}

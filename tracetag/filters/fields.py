@@ -1,0 +1,115 @@
+"""The names a filter can use: attributes and their aliases, prefixes, and how a field, a
+quoted string, a duration or an ISO date is read. Shared by the parser, the node builder, the
+evaluator, ordering, grouping and completion."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import ast as A
+
+__all__ = [
+    "ATTRIBUTES",
+    "LIKELY",
+    "NUMERIC_ATTRIBUTES",
+    "STATUS_VALUES",
+    "TIME_ATTRIBUTES",
+    "duration_of",
+    "parse_field",
+    "parse_iso_ms",
+    "unquote",
+]
+
+# Attribute names (and MLflow's aliases, old and new) -> canonical name.
+ATTRIBUTES = {
+    "status": "status",
+    "state": "status",
+    "name": "name",
+    "timestamp_ms": "timestamp_ms",
+    "timestamp": "timestamp_ms",
+    "request_time": "timestamp_ms",
+    "execution_time_ms": "execution_time_ms",
+    "execution_time": "execution_time_ms",
+    "execution_duration_ms": "execution_time_ms",
+    "execution_duration": "execution_time_ms",
+    "end_time_ms": "end_time_ms",
+    "end_time": "end_time_ms",
+    "request_id": "trace_id",
+    "trace_id": "trace_id",
+    "client_request_id": "client_request_id",
+    "run_id": "run_id",
+    "experiment_id": "experiment_id",
+}
+NUMERIC_ATTRIBUTES = {"timestamp_ms", "execution_time_ms", "end_time_ms"}
+STATUS_VALUES = ("OK", "ERROR", "IN_PROGRESS")
+# Names people type for an attribute that has another name here.
+LIKELY = {
+    "duration": "execution_time_ms",
+    "duration_ms": "execution_time_ms",
+    "latency": "execution_time_ms",
+    "latency_ms": "execution_time_ms",
+    "elapsed": "execution_time_ms",
+    "time": "timestamp_ms",
+    "time_ms": "timestamp_ms",
+    "date": "timestamp_ms",
+    "created": "timestamp_ms",
+    "start_time": "timestamp_ms",
+    "id": "trace_id",
+    "experiment": "experiment_id",
+    "trace_name": "name",
+}
+TIME_ATTRIBUTES = {"timestamp_ms", "end_time_ms"}
+_PREFIXES = {
+    "tags": "tag",
+    "tag": "tag",
+    "metadata": "metadata",
+    "request_metadata": "metadata",
+    "attributes": "attribute",
+    "attribute": "attribute",
+    "attr": "attribute",
+    "trace": "attribute",
+}
+_FIELD_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\.(.*))?$", re.S)
+
+
+def unquote(text: str) -> str:
+    quote = text[0]
+    body = text[1:-1]
+    return re.sub(r"\\([\\" + quote + "])", r"\1", body)
+
+
+def parse_field(raw: str, pos: int = 0) -> A.Field:
+    """``tags.service.name`` -> Field('tag', 'service.name'); bare names are attributes."""
+    m = _FIELD_RE.match(raw)
+    if not m:
+        return A.Field("unknown", raw, pos, raw)
+    prefix, key = m.group(1), m.group(2)
+    if key is None:
+        return A.Field("attribute", ATTRIBUTES.get(prefix.lower(), prefix), pos, raw)
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
+        key = key[1:-1]
+    kind = _PREFIXES.get(prefix.lower())
+    if kind is None:
+        return A.Field("unknown", raw, pos, raw)
+    if kind == "attribute":
+        key = ATTRIBUTES.get(key.lower(), key)
+    return A.Field(kind, key, pos, raw)
+
+
+def duration_of(tok: Any) -> A.Duration:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", str(tok), re.I)
+    assert m is not None
+    return A.Duration(float(m.group(1)) * A.UNITS[m.group(2).lower()], tok.start_pos)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_iso_ms(text: str) -> int:
+    """``2025-03-05`` or ``2025-03-02T12:00:00[Z|+01:00]`` -> epoch ms; UTC when no zone given."""
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
