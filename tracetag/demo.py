@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 from . import runtime, tracing
 from .api import TracetagClient
@@ -31,10 +32,10 @@ QUESTIONS = [
 MODELS = {"v1.0.0": ("gpt-4o-mini", 900), "v2.0.0": ("gpt-4o", 1400), "v2.1.0": ("gpt-4.1", 1100)}
 
 
-def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_id: str) -> None:
+def _request(rng: random.Random) -> dict[str, Any]:
+    """Who asks what, where, and how it will go (the random draws of one request)."""
     env = rng.choices(["production", "staging", "development"], [60, 25, 15])[0]
     version = rng.choices(list(MODELS), [25, 40, 35])[0]
-    model, base_ms = MODELS[version]
     kind = rng.choices(["chat_completion", "rag_query", "summarize"], [45, 40, 15])[0]
     question = rng.choice(QUESTIONS)
     user = f"user_{rng.randint(1, 40):03d}"
@@ -59,65 +60,84 @@ def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_i
             tags.pop("environment")
         ]
         tags["ModelVer"] = tags.pop("model_version")[1:4]
-    root = tracing.start_span_no_context(
-        kind,
-        span_type="CHAIN",
-        inputs={"question": question, "user_id": user},
-        tags=tags,
-        metadata={"app_version": rng.choice(["1.2.3", "1.3.0"])},
-        experiment_id=experiment_id,
-        start_time_ns=start_ns,
-    )
-    t = start_ns + rng.randint(1, 5) * 1_000_000
-    if kind != "chat_completion":
-        retr_ms = rng.randint(40, 400)
-        retr = tracing.start_span_no_context(
-            "retrieve_documents", "RETRIEVER", root, inputs={"query": question}, start_time_ns=t
-        )
-        retr.set_outputs(
-            [
-                {"doc_id": f"kb-{rng.randint(1, 999)}", "score": round(rng.random(), 3)}
-                for _ in range(3)
-            ]
-        )
-        t += retr_ms * 1_000_000
-        retr.end(t)
+    return {
+        "version": version,
+        "kind": kind,
+        "question": question,
+        "user": user,
+        "slow": slow,
+        "fails": fails,
+        "tags": tags,
+    }
+
+
+def _child(root: Any, name: str, kind: str, inputs: Any, outputs: Any, t: int, ms: int) -> int:
+    span = tracing.start_span_no_context(name, kind, root, inputs=inputs, start_time_ns=t)
+    span.set_outputs(outputs)
+    span.end(t + ms * 1_000_000)
+    return t + ms * 1_000_000
+
+
+def _tools(rng: random.Random, root: Any, req: dict[str, Any], t: int) -> int:
+    """Retrieval (RAG and summaries) and sometimes an account lookup; returns the time after."""
+    if req["kind"] != "chat_completion":
+        ms = rng.randint(40, 400)
+        docs = [
+            {"doc_id": f"kb-{rng.randint(1, 999)}", "score": round(rng.random(), 3)}
+            for _ in range(3)
+        ]
+        t = _child(root, "retrieve_documents", "RETRIEVER", {"query": req["question"]}, docs, t, ms)
     if rng.random() < 0.3:
-        tool = tracing.start_span_no_context(
-            "lookup_account", "TOOL", root, inputs={"user_id": user}, start_time_ns=t
-        )
-        tool.set_outputs({"plan": rng.choice(["free", "pro", "enterprise"])})
-        t += rng.randint(20, 200) * 1_000_000
-        tool.end(t)
-    llm_ms = int(rng.lognormvariate(0, 0.45) * base_ms) + (rng.randint(5000, 14000) if slow else 0)
+        plan = {"plan": rng.choice(["free", "pro", "enterprise"])}
+        ms = rng.randint(20, 200)
+        t = _child(root, "lookup_account", "TOOL", {"user_id": req["user"]}, plan, t, ms)
+    return t
+
+
+def _llm(rng: random.Random, root: Any, req: dict[str, Any], t: int) -> int:
+    """The model call: a slow one, a failure, or an answer; returns the time after."""
+    model, base_ms = MODELS[req["version"]]
+    ms = int(rng.lognormvariate(0, 0.45) * base_ms)
+    ms += rng.randint(5000, 14000) if req["slow"] else 0
+    messages = [{"role": "user", "content": req["question"]}]
     llm = tracing.start_span_no_context(
         "llm_call",
         "LLM",
         root,
-        inputs={"model": model, "messages": [{"role": "user", "content": question}]},
+        inputs={"model": model, "messages": messages},
         attributes={"model": model, "temperature": 0.2},
         start_time_ns=t,
     )
-    t += llm_ms * 1_000_000
-    if fails:
-        error = (
-            "TimeoutError: upstream timed out"
-            if slow
-            else rng.choice(
-                ["RateLimitError: 429 Too Many Requests", "TimeoutError: upstream timed out"]
-            )
-        )
+    t += ms * 1_000_000
+    if req["fails"]:
+        choices = ["RateLimitError: 429 Too Many Requests", "TimeoutError: upstream timed out"]
+        error = choices[1] if req["slow"] else rng.choice(choices)
         llm.record_exception(RuntimeError(error))
-        llm.end(t)
         root.set_status("ERROR", error)
     else:
-        answer = f"Here is what I found about: {question.lower()}"
+        answer = f"Here is what I found about: {req['question'].lower()}"
         tokens = rng.randint(80, 900)
         llm.set_outputs({"content": answer, "usage": {"completion_tokens": tokens}})
         llm.set_attribute("completion_tokens", tokens)
-        llm.end(t)
         root.set_outputs({"answer": answer})
-    if slow:
+    llm.end(t)
+    return t
+
+
+def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_id: str) -> None:
+    req = _request(rng)
+    root = tracing.start_span_no_context(
+        req["kind"],
+        span_type="CHAIN",
+        inputs={"question": req["question"], "user_id": req["user"]},
+        tags=req["tags"],
+        metadata={"app_version": rng.choice(["1.2.3", "1.3.0"])},
+        experiment_id=experiment_id,
+        start_time_ns=start_ns,
+    )
+    t = _tools(rng, root, req, start_ns + rng.randint(1, 5) * 1_000_000)
+    t = _llm(rng, root, req, t)
+    if req["slow"]:
         # Tagging a trace by id while it is still running, as an operator's hook would.
         client.set_trace_tag(root.trace_id, "latency_tier", "slow")
     root.end(t + rng.randint(1, 10) * 1_000_000)

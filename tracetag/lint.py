@@ -23,7 +23,7 @@ import fnmatch
 import re
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,6 +307,86 @@ def normalise_value(value: str, cfg: LintConfig) -> str:
     return cfg.value_abbreviations.get(v, v)
 
 
+@dataclass
+class _Census:
+    """What lint looks at: each key's trace count and value counts, and its concept (the
+    spelling the guidelines ask for; keys with one concept are one thing spelled differently)."""
+
+    traces: Counter[str]
+    values: dict[str, Counter[str]]
+    concept: dict[str, str]
+    groups: dict[str, list[str]]
+
+
+def _census(snapshot: Any, cfg: LintConfig, node: Any, experiment_ids: Any) -> _Census:
+    traces: Counter[str] = Counter()
+    values: dict[str, Counter[str]] = defaultdict(Counter)
+    for doc in select(snapshot, node, experiment_ids):
+        for k, v in doc["tags"].items():
+            if not cfg.ignored(k):
+                traces[k] += 1
+                values[k][v] += 1
+    concept = {}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for k in traces:
+        c = normalise_key(k, cfg)
+        concept[k] = cfg.synonyms.get(c, c)
+        groups[concept[k]].append(k)
+    return _Census(traces, values, concept, groups)
+
+
+def _inconsistent_keys(census: _Census, cfg: LintConfig) -> Iterator[Finding]:
+    """Across traces: every spelling of a concept but its own is renamed to it."""
+    for c, keys in census.groups.items():
+        if len(keys) < 2:
+            continue
+        spelled = ", ".join(f"{k} ({census.traces[k]})" for k in sorted(keys))
+        for k in sorted(keys):
+            if k != c:
+                hint = f"one concept, {len(keys)} spellings: {spelled}; rename to {c!r}"
+                yield Finding("inconsistent-key", k, census.traces[k], hint, rename_to=c)
+
+
+def _per_key(census: _Census, cfg: LintConfig) -> Iterator[Finding]:
+    """The first key rule (abbreviation, key-case, key-style) each key breaks; keys already
+    renamed by ``inconsistent-key`` are not reported twice."""
+    renamed = cfg.enabled("inconsistent-key")
+    for c, keys in census.groups.items():
+        for k in keys:
+            if renamed and len(keys) > 1 and k != c:
+                continue
+            target = normalise_key(k, cfg)
+            for check in KEY_RULES.values():
+                found = check(k, target, census.traces[k], cfg)
+                if found is not None:
+                    yield found
+                    break
+
+
+def _per_value(census: _Census, cfg: LintConfig) -> Iterator[Finding]:
+    """Values are judged per concept, so env=PROD and environment=production meet, and each
+    finding names a key and value that really exist, so that it can be searched for."""
+    by_concept: dict[str, Counter[str]] = defaultdict(Counter)
+    for k, counter in census.values.items():
+        by_concept[census.concept[k]].update(counter)
+    for c, counter in by_concept.items():
+        for vf in _value_findings(c, counter, cfg):
+            for k in sorted(census.groups[c]):
+                n = census.values[k].get(vf.value or "", 0)
+                if n:
+                    yield Finding(
+                        vf.rule, k, n, vf.suggestion, value=vf.value, value_to=vf.value_to
+                    )
+
+
+def _units(census: _Census, cfg: LintConfig) -> Iterator[Finding]:
+    for k, counter in census.values.items():
+        if all(_NUMBER.match(v) for v in counter):
+            found = _unit_finding(k, census.concept[k], census.traces[k], cfg)
+            if found:
+                yield found
+
+
 def lint_store(
     snapshot: Any,
     cfg: LintConfig | None = None,
@@ -314,160 +394,101 @@ def lint_store(
     experiment_ids: Iterable[str] | None = None,
 ) -> list[Finding]:
     cfg = cfg or LintConfig()
-    key_traces: Counter[str] = Counter()
-    values: dict[str, Counter[str]] = defaultdict(Counter)
-    for doc in select(snapshot, parse_filter(filter_string), experiment_ids):
-        for k, v in doc["tags"].items():
-            if cfg.ignored(k):
-                continue
-            key_traces[k] += 1
-            values[k][v] += 1
-    findings: list[Finding] = []
-    # Concepts: keys that normalise to the same spelling.
-    concept: dict[str, str] = {}
-    for k in key_traces:
-        c = normalise_key(k, cfg)
-        concept[k] = cfg.synonyms.get(c, c)
-    groups: dict[str, list[str]] = defaultdict(list)
-    for k, c in concept.items():
-        groups[c].append(k)
-    for c, keys in groups.items():
-        if len(keys) > 1 and cfg.enabled("inconsistent-key"):
-            # The target is the normalised spelling; every other spelling is renamed to it.
-            spelled = ", ".join(f"{k} ({key_traces[k]})" for k in sorted(keys))
-            for k in sorted(keys):
-                if k != c:
-                    findings.append(
-                        Finding(
-                            "inconsistent-key",
-                            k,
-                            key_traces[k],
-                            f"one concept, {len(keys)} spellings: {spelled}; rename to {c!r}",
-                            rename_to=c,
-                        )
-                    )
-        for k in keys:
-            if len(keys) > 1 and k != c and cfg.enabled("inconsistent-key"):
-                continue  # already reported with its rename
-            findings.extend(_key_findings(k, key_traces[k], cfg))
-    # Values are judged per concept, so env=PROD and environment=production meet, and each
-    # finding names a key and value that really exist, so that it can be searched for.
-    concept_values: dict[str, Counter[str]] = defaultdict(Counter)
-    for k, counter in values.items():
-        concept_values[concept[k]].update(counter)
-    for c, counter in concept_values.items():
-        for vf in _value_findings(c, counter, cfg):
-            for k in sorted(groups[c]):
-                n = values[k].get(vf.value or "", 0)
-                if n:
-                    findings.append(
-                        Finding(vf.rule, k, n, vf.suggestion, value=vf.value, value_to=vf.value_to)
-                    )
-    numeric_keys = [k for k, counter in values.items() if all(_NUMBER.match(v) for v in counter)]
-    for k in numeric_keys:
-        unit = _unit_finding(k, concept[k], key_traces[k], cfg)
-        if unit:
-            findings.append(unit)
+    census = _census(snapshot, cfg, parse_filter(filter_string), experiment_ids)
+    findings = [
+        f
+        for check in (_inconsistent_keys, _per_key, _per_value, _units)
+        for f in check(census, cfg)
+        if cfg.enabled(f.rule)
+    ]
     order = {r: i for i, r in enumerate(RULES)}
     findings.sort(key=lambda f: (order[f.rule], f.key, f.value or ""))
     return findings
 
 
-def _key_findings(key: str, traces: int, cfg: LintConfig) -> list[Finding]:
-    out = []
-    target = normalise_key(key, cfg)
+def _abbreviation(key: str, target: str, traces: int, cfg: LintConfig) -> Finding | None:
     words = [w.lower() for s in key.split(".") for w in _words(s)]
     abbreviations = [w for w in words if w in cfg.key_abbreviations]
-    if abbreviations and target != key and cfg.enabled("abbreviation"):
-        full = ", ".join(f"{w} -> {cfg.key_abbreviations[w]}" for w in abbreviations)
-        out.append(
-            Finding(
-                "abbreviation",
-                key,
-                traces,
-                f"unclear abbreviation ({full}); rename to {target!r}",
-                rename_to=target,
-            )
+    if not abbreviations or target == key or not cfg.enabled("abbreviation"):
+        return None
+    full = ", ".join(f"{w} -> {cfg.key_abbreviations[w]}" for w in abbreviations)
+    hint = f"unclear abbreviation ({full}); rename to {target!r}"
+    return Finding("abbreviation", key, traces, hint, rename_to=target)
+
+
+def _key_case(key: str, target: str, traces: int, cfg: LintConfig) -> Finding | None:
+    if not any(c.isupper() for c in key) or not cfg.enabled("key-case"):
+        return None
+    return Finding(
+        "key-case", key, traces, f"use lowercase: rename to {target!r}", rename_to=target
+    )
+
+
+def _key_style(key: str, target: str, traces: int, cfg: LintConfig) -> Finding | None:
+    if _style_only(key) == key or not cfg.enabled("key-style"):
+        return None
+    hint = f"join words with '_' (dots for hierarchy): rename to {target!r}"
+    return Finding("key-style", key, traces, hint, rename_to=target)
+
+
+# The per-key rules, in precedence order: a key is reported under the first one it breaks.
+KEY_RULES: dict[str, Callable[[str, str, int, LintConfig], Finding | None]] = {
+    "abbreviation": _abbreviation,
+    "key-case": _key_case,
+    "key-style": _key_style,
+}
+
+
+def _versions(key: str, counter: Counter[str]) -> Iterator[Finding]:
+    for v, n in sorted(counter.items()):
+        if not _SEMVER.match(v):
+            fixed = _semver(v)
+            example = repr(fixed) if fixed else "'v1.2.3'"
+            hint = f"use a semantic version such as {example}"
+            yield Finding("version-format", key, n, hint, value=v, value_to=fixed)
+
+
+def _abbreviated_values(key: str, counter: Counter[str], cfg: LintConfig) -> Iterator[Finding]:
+    for v, n in sorted(counter.items()):
+        full = cfg.value_abbreviations.get(v.strip().lower())
+        if full and full != v:
+            hint = f"write the full value {full!r}"
+            yield Finding("value-abbreviation", key, n, hint, value=v, value_to=full)
+
+
+def _inconsistent_values(
+    key: str, counter: Counter[str], cfg: LintConfig, reported: set[str]
+) -> Iterator[Finding]:
+    by_norm: dict[str, list[str]] = defaultdict(list)
+    for v in counter:
+        by_norm[normalise_value(v, cfg)].append(v)
+    for norm, spellings in by_norm.items():
+        if len(spellings) < 2:
+            continue
+        canonical = (
+            norm if norm in counter else max(spellings, key=lambda s: (counter[s], s == s.lower()))
         )
-    elif any(c.isupper() for c in key) and cfg.enabled("key-case"):
-        out.append(
-            Finding(
-                "key-case", key, traces, f"use lowercase: rename to {target!r}", rename_to=target
-            )
-        )
-    elif _style_only(key) != key and cfg.enabled("key-style"):
-        out.append(
-            Finding(
-                "key-style",
-                key,
-                traces,
-                f"join words with '_' (dots for hierarchy): rename to {target!r}",
-                rename_to=target,
-            )
-        )
-    return out
+        listed = ", ".join(f"{s!r} ({counter[s]})" for s in sorted(spellings))
+        for s in sorted(spellings):
+            if s == canonical or s in reported:
+                continue
+            if (
+                cfg.enabled("value-abbreviation")
+                and cfg.value_abbreviations.get(s.strip().lower()) == s.strip().lower()
+            ):
+                continue
+            hint = f"{len(spellings)} spellings of one value: {listed}; use {canonical!r}"
+            yield Finding("inconsistent-value", key, counter[s], hint, value=s, value_to=canonical)
 
 
 def _value_findings(key: str, counter: Counter[str], cfg: LintConfig) -> list[Finding]:
-    out = []
-    if _is_version_key(key) and cfg.enabled("version-format"):
-        for v, n in sorted(counter.items()):
-            if not _SEMVER.match(v):
-                fixed = _semver(v)
-                hint = (
-                    f"use a semantic version such as {fixed!r}"
-                    if fixed
-                    else "use a semantic version such as 'v1.2.3'"
-                )
-                out.append(Finding("version-format", key, n, hint, value=v, value_to=fixed))
-        return out
-    if cfg.enabled("value-abbreviation"):
-        for v, n in sorted(counter.items()):
-            full = cfg.value_abbreviations.get(v.strip().lower())
-            if full and full != v:
-                out.append(
-                    Finding(
-                        "value-abbreviation",
-                        key,
-                        n,
-                        f"write the full value {full!r}",
-                        value=v,
-                        value_to=full,
-                    )
-                )
+    """Version keys get version rules only; other keys abbreviations, then spellings."""
+    if _is_version_key(key):
+        return list(_versions(key, counter)) if cfg.enabled("version-format") else []
+    out = list(_abbreviated_values(key, counter, cfg)) if cfg.enabled("value-abbreviation") else []
     if cfg.enabled("inconsistent-value"):
-        by_norm: dict[str, list[str]] = defaultdict(list)
-        for v in counter:
-            by_norm[normalise_value(v, cfg)].append(v)
-        for norm, spellings in by_norm.items():
-            if len(spellings) < 2:
-                continue
-            canonical = (
-                norm
-                if norm in counter
-                else max(spellings, key=lambda s: (counter[s], s == s.lower()))
-            )
-            listed = ", ".join(f"{s!r} ({counter[s]})" for s in sorted(spellings))
-            for s in sorted(spellings):
-                if s == canonical:
-                    continue
-                if (
-                    cfg.enabled("value-abbreviation")
-                    and cfg.value_abbreviations.get(s.strip().lower()) == s.strip().lower()
-                ):
-                    continue
-                if any(f.value == s for f in out):
-                    continue
-                out.append(
-                    Finding(
-                        "inconsistent-value",
-                        key,
-                        counter[s],
-                        f"{len(spellings)} spellings of one value: {listed}; use {canonical!r}",
-                        value=s,
-                        value_to=canonical,
-                    )
-                )
+        reported = {f.value or "" for f in out}
+        out += _inconsistent_values(key, counter, cfg, reported)
     return out
 
 

@@ -175,6 +175,7 @@ class _Spans:
 
 
 def check(store: Store) -> CheckReport:
+    """Read every file of the store; errors for damage, warnings for what is harmless."""
     report = CheckReport()
     report.facts["store"] = str(store.path)
     if not store.path.exists():
@@ -184,6 +185,22 @@ def check(store: Store) -> CheckReport:
     meta, _exps, docs, bad = _scan_base(store, report)
     if bad:
         report.errors.append(f"{store.path}: {bad} unreadable lines")
+    records = _check_journal(store, report, meta)
+    overlay = Overlay()
+    for rec in records:
+        try:
+            overlay.apply(rec)
+        except (ValueError, KeyError, TypeError) as e:
+            report.errors.append(f"{store.journal_path}: unusable record ({e})")
+    live = {tid: overlay.merge(d) for tid, d in docs.items() if tid not in overlay.deleted}
+    merged = live | overlay.puts
+    report.facts["traces"] = len(merged)
+    _check_spans(store, report, meta, merged)
+    return report
+
+
+def _check_journal(store: Store, report: CheckReport, meta: dict) -> list[dict]:
+    """The journal's records, with its header checked against the base it belongs to."""
     header: dict = {}
     generation, records, _damaged, torn = _scan_journal(store, report, header)
     if generation == meta.get("generation") and header.get("base_crc") is not None:
@@ -205,15 +222,11 @@ def check(store: Store) -> CheckReport:
             f"{store.journal_path}: generation {generation} is not the base's "
             f"{meta.get('generation')} (left by an interrupted compaction; ignored)"
         )
-    overlay = Overlay()
-    for rec in records:
-        try:
-            overlay.apply(rec)
-        except (ValueError, KeyError, TypeError) as e:
-            report.errors.append(f"{store.journal_path}: unusable record ({e})")
-    live = {tid: overlay.merge(d) for tid, d in docs.items() if tid not in overlay.deleted}
-    merged = live | overlay.puts
-    report.facts["traces"] = len(merged)
+    return records
+
+
+def _check_spans(store: Store, report: CheckReport, meta: dict, merged: dict) -> None:
+    """Every span pointer readable; dead bytes and leftover files reported."""
     spans = _Spans(store, meta)
     try:
         unreadable = [t for t, d in merged.items() if d.get("spans_at") and not spans.readable(d)]
@@ -236,7 +249,6 @@ def check(store: Store) -> CheckReport:
             f"{spans.path}: {dead} of {spans.size} bytes belong to replaced or unfinished "
             "traces; 'tracetag store compact --vacuum' reclaims them"
         )
-    return report
 
 
 def repair(store: Store) -> dict[str, Any]:
