@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,6 +21,11 @@ from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
 from .model import Span, Trace, TraceData, TraceInfo, doc_to_trace, trace_to_doc
 from .planning import DeletePlan, DeleteReport, Selection, TagPlan
 from .store import Snapshot, Store
+
+if TYPE_CHECKING:
+    from .analytics import GroupStats
+    from .lint import Finding, LintConfig
+    from .store.maintenance import CheckReport
 from .tags import (
     TagChange,
     TagReport,
@@ -322,6 +327,91 @@ class TracetagClient:
 
         result: DeleteReport = self.store.write_planned(plan.plan, plan.refresh, record_of)
         return result
+
+    # -- analysis and upkeep: everything the CLI does goes through the client ----------------
+
+    def get_tags(self, trace_id: str) -> dict[str, str]:
+        with self.store.snapshot() as snap:
+            tags: dict[str, str] = snap.require(trace_id)["tags"]
+            return tags
+
+    def stats(
+        self,
+        group_by: Sequence[str] = (),
+        filter_string: str | None = None,
+        experiment_ids: Iterable[str] | None = None,
+        sort: str = "count",
+    ) -> GroupStats:
+        """Count, errors, error rate and nearest-rank duration percentiles per group."""
+        from .analytics import group_stats
+
+        with self.store.snapshot() as snap:
+            return group_stats(snap, list(group_by), filter_string, experiment_ids, sort)
+
+    def tag_keys(
+        self, filter_string: str | None = None, experiment_ids: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        from .analytics import tag_keys
+
+        with self.store.snapshot() as snap:
+            return tag_keys(snap, filter_string, experiment_ids)
+
+    def tag_values(
+        self,
+        key: str,
+        filter_string: str | None = None,
+        experiment_ids: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        from .analytics import tag_values
+
+        with self.store.snapshot() as snap:
+            return tag_values(snap, key, filter_string, experiment_ids)
+
+    def lint(
+        self,
+        config: LintConfig | None = None,
+        filter_string: str | None = None,
+        experiment_ids: Iterable[str] | None = None,
+    ) -> list[Finding]:
+        """Findings of the naming guidelines (see :mod:`tracetag.lint`)."""
+        from .lint import lint_store
+
+        with self.store.snapshot() as snap:
+            return lint_store(snap, config, filter_string, experiment_ids)
+
+    def fix_lint(
+        self,
+        findings: list[Finding],
+        config: LintConfig | None = None,
+        filter_string: str | None = None,
+        experiment_ids: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        rules: Iterable[str] | None = None,
+    ) -> TagReport:
+        from .lint import fix_findings
+
+        return fix_findings(
+            self, findings, config, filter_string, experiment_ids, dry_run=dry_run, rules=rules
+        )
+
+    def info(self) -> dict[str, Any]:
+        from .store.maintenance import info
+
+        return info(self.store)
+
+    def check(self) -> CheckReport:
+        from .store.maintenance import check
+
+        return check(self.store)
+
+    def repair(self) -> dict[str, Any]:
+        from .store.maintenance import repair
+
+        return repair(self.store)
+
+    def compact(self, vacuum: bool = False) -> dict[str, int]:
+        return self.store.compact(vacuum=vacuum)
 
     # -- experiments ---------------------------------------------------------------------------
 

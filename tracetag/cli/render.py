@@ -1,237 +1,50 @@
-"""Rendering for the CLI: Rich on a terminal, plain TSV / CSV / JSON for pipes and scripts.
-
-Data goes to stdout, summaries and notes to stderr, so ``| jq`` and ``| xargs`` see only data.
+"""What the CLI shows for each kind of result: search pages, one trace, tag and delete reports,
+statistics, lint findings. The writing itself (safe text, TSV, CSV, JSON, tables) is
+:mod:`.output`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
 
 from ..model import Span, Trace, TraceInfo
-
-
-def default_format() -> str:
-    """A Rich table on a terminal; tab-separated text with a header line in a pipe."""
-    return "table" if sys.stdout.isatty() else "tsv"
-
-
-def _console(color: bool = True, stderr: bool = False) -> Any:
-    import os
-
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # A table asked for in a pipe has no terminal width to fit: give it room rather than 80.
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(stderr=stderr, no_color=not color, highlight=False, soft_wrap=False, width=width)
-
-
-@contextlib.contextmanager
-def progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A transient progress bar on stderr when it is a terminal; nothing otherwise."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=_console(stderr=True),
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total or None)
-
-
-_CONTROL = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+from .output import (
+    LISTING_FORMATS,
+    cell,
+    console,
+    csv,
+    csv_cell,
+    default_format,
+    dispatch,
+    err,
+    fmt_duration,
+    fmt_time,
+    iso_time,
+    jsonl,
+    plural,
+    progress,
+    rows,
+    table,
+    tsv,
+    tsv_cell,
+    user_tags,
+    visible,
+    write_json,
 )
-_CONTROL_ALL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
-
-def _escape_char(m: re.Match[str]) -> str:
-    c = m.group()
-    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-
-
-def visible(text: Any, newlines: bool = False) -> str:
-    """Text for a person's terminal: control characters (ESC, CR, BEL...) and bidirectional
-    overrides shown as ``\\x1b``-style escapes, so data can never move the cursor, retitle the
-    window, clear the screen or hide what follows. Tabs become spaces; newlines are escaped too
-    unless ``newlines``."""
-    text = "" if text is None else str(text)
-    text = text.replace("\t", " ")
-    return (_CONTROL if newlines else _CONTROL_ALL).sub(_escape_char, text)
-
-
-def tsv_cell(value: Any) -> str:
-    """A TSV field that a program can split and decode exactly: backslash, tab, newline, CR
-    and other control characters are written as backslash escapes (as PostgreSQL's text
-    format does); everything else is as stored."""
-    text = "" if value is None else str(value)
-    if not _CONTROL_ALL.search(text) and "\\" not in text:
-        return text
-    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return _CONTROL_ALL.sub(_escape_char, text)
-
-
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """A CSV field that a spreadsheet will not run: text starting with ``= + - @`` gets a
-    leading ``'`` (numbers stay numbers); control characters other than newline and tab are
-    escaped. JSON is the lossless format."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        return value
-    text = _CONTROL.sub(_escape_char, value)
-    if text.startswith(_FORMULA) and not _NUMBER_RE.fullmatch(text):
-        return "'" + text
-    return text
-
-
-_NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 trace``, ``2 traces``."""
-    return f"{n} {word if n == 1 else many or word + 's'}"
-
-
-def _err(text: str) -> None:
-    sys.stderr.write(visible(text, newlines=True) + "\n")
-
-
-def _write_json(obj: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n")
-    sys.stdout.flush()
-
-
-def fmt_time(ms: int | None) -> str:
-    """For people: UTC to the second (headers say UTC)."""
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def iso_time(ms: int | None) -> str:
-    """For programs: ISO 8601 in UTC with milliseconds, which the filter's dates accept."""
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def fmt_duration(ms: int | float | None) -> str:
-    if ms is None:
-        return ""
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f}s"
-    return f"{ms / 60_000:.1f}m"
-
-
-def _user_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """Tags minus MLflow's bookkeeping (``mlflow.*``), for compact listings."""
-    return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
-
-
-def _tsv(header: Sequence[str], rows: Iterable[Sequence[Any]], show_header: bool = True) -> None:
-    out = sys.stdout
-    if show_header:
-        out.write("\t".join(tsv_cell(h) for h in header) + "\n")
-    for row in rows:
-        out.write("\t".join(tsv_cell(c) for c in row) + "\n")
-    out.flush()
-
-
-def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]], show_header: bool = True) -> None:
-    w = csv.writer(sys.stdout, lineterminator="\n")
-    if show_header:
-        w.writerow([csv_cell(h) for h in header])
-    for row in rows:
-        w.writerow([csv_cell(c) for c in row])
-    sys.stdout.flush()
-
-
-def _jsonl(items: Iterable[Any]) -> None:
-    out = sys.stdout.buffer
-    for item in items:
-        out.write(orjson.dumps(item) + b"\n")
-    out.flush()
-
-
-def _cell(value: Any) -> Any:
-    """A table cell: data is never markup (``[/api]`` stays text, ``[link=...]`` no link)."""
-    from rich.text import Text
-
-    if isinstance(value, Text):
-        return value
-    return Text(visible(value, newlines=True))
-
-
-def _table(
-    header: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    color: bool,
-    wrap: Sequence[str] = (),
-    right: Sequence[str] = (),
-    drop: Sequence[str] = (),
-    wrap_min: int = 16,
-    **kw: Any,
-) -> None:
-    """A Rich table that fits the terminal: columns not in ``wrap`` never wrap (ids and times
-    stay whole, so they can be copied), those in ``right`` (numbers) align right, and when the
-    columns cannot fit (``wrap`` columns counted at ``wrap_min``), those in ``drop`` are left
-    out, first named first."""
-    from rich import box
-    from rich.table import Table
-
-    console = _console(color)
-    rows = [list(r) for r in rows]
-    widths = {
-        name: max([len(name)] + [_width(r[i]) for r in rows]) for i, name in enumerate(header)
-    }
-    keep = list(header)
-    for name in drop:
-        need = sum(min(widths[c], wrap_min) if c in wrap else widths[c] for c in keep)
-        need += 3 * len(keep)
-        if need <= console.width:
-            break
-        if name in keep:
-            keep.remove(name)
-    table = Table(header_style="bold" if color else None, box=box.SIMPLE_HEAD, pad_edge=False, **kw)
-    for name in keep:
-        justify: Literal["left", "right"] = "right" if name in right else "left"
-        if name in wrap:
-            table.add_column(name, overflow="fold", ratio=1, justify=justify, min_width=8)
-        else:
-            table.add_column(name, no_wrap=True, justify=justify, min_width=widths[name])
-    index = [list(header).index(name) for name in keep]
-    for row in rows:
-        table.add_row(*(_cell(row[i]) for i in index))
-    console.print(table)
-
-
-def _width(value: Any) -> int:
-    from rich.cells import cell_len
-
-    text = value.plain if hasattr(value, "plain") else visible(value, newlines=True)
-    return max((cell_len(line) for line in text.split("\n")), default=0)
+__all__ = [
+    "LISTING_FORMATS",
+    "csv_cell",
+    "default_format",
+    "progress",
+    "rows",
+    "tsv_cell",
+    "visible",
+]
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -270,41 +83,47 @@ def traces(
     """A search page (info documents, streamed where the format allows)."""
     out = sys.stdout.buffer
     token = page.token
-    if fmt == "ids":
+
+    def ids() -> None:
         for d in page:
             out.write(d["trace_id"].encode() + b"\n")
-    elif fmt == "json":
+
+    def as_json() -> None:
         out.write(b'{"traces": [')
         for n, d in enumerate(page):
             out.write((b",\n  " if n else b"\n  ") + orjson.dumps(_info(d)))
         out.write(b'\n], "next_page_token": ' + orjson.dumps(token) + b"}\n")
-    elif fmt == "jsonl":
+
+    def as_jsonl() -> None:
         for d in page:
             out.write(orjson.dumps(_info(d)) + b"\n")
-    else:
+
+    def listing() -> None:
         out.flush()
         pretty = fmt == "table"
         cols = columns or list(SEARCH_COLUMNS)
         names = [_column_title(c, pretty) for c in cols]
-        rows = (_trace_row(TraceInfo.from_dict(d), cols, pretty, color) for d in page)
-        if pretty:
-            _table(
-                names,
-                rows,
-                color,
-                wrap=("name", "tags"),
-                right=("duration",),
-                drop=("time (UTC)", "name", "duration", "status"),
-                wrap_min=28,  # tags stay readable: other columns go first
-            )
-        else:
-            (_csv if fmt == "csv" else _tsv)(names, rows, header)
+        body = (_trace_row(TraceInfo.from_dict(d), cols, pretty, color) for d in page)
+        if not pretty:
+            (csv if fmt == "csv" else tsv)(names, body, header)
+            return
+        table(
+            names,
+            body,
+            color,
+            wrap=("name", "tags"),
+            right=("duration",),
+            drop=("time (UTC)", "name", "duration", "status"),
+            wrap_min=28,  # tags stay readable: other columns go first
+        )
+
+    dispatch(fmt, ids=ids, json=as_json, jsonl=as_jsonl, other=listing)
     out.flush()
     if fmt != "json":
         if token:
-            _err(f"{plural(len(page), 'trace')}; next page: --page-token {token}")
+            err(f"{plural(len(page), 'trace')}; next page: --page-token {token}")
         elif fmt == "table":
-            _err(plural(len(page), "trace"))
+            err(plural(len(page), "trace"))
 
 
 def _column_title(col: str, pretty: bool) -> str:
@@ -335,7 +154,7 @@ def _trace_row(i: TraceInfo, cols: Sequence[str], pretty: bool, color: bool) -> 
         elif c == "duration":
             row.append(fmt_duration(i.execution_time_ms) if pretty else i.execution_time_ms)
         elif c == "tags":
-            tags = sorted(_user_tags(i.tags).items())
+            tags = sorted(user_tags(i.tags).items())
             # Joined with ", " so that a wide terminal shows them side by side and a narrow one
             # wraps between tags. In pipes, use --columns tags.KEY for an unambiguous field.
             row.append(", ".join(f"{k}={v}" for k, v in tags))
@@ -370,14 +189,15 @@ MAX_TREE_DEPTH = 40
 
 
 def trace_detail(trace: Trace, fmt: str, color: bool) -> None:
-    if fmt == "json":
-        _write_json(trace.to_dict())
-        return
+    dispatch(fmt, json=lambda: write_json(trace.to_dict()), other=lambda: _tree(trace, color))
+
+
+def _tree(trace: Trace, color: bool) -> None:
     from rich.table import Table
     from rich.text import Text
     from rich.tree import Tree
 
-    con = _console(color)
+    con = console(color)
     i = trace.info
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold" if color else None)
@@ -394,7 +214,7 @@ def trace_detail(trace: Trace, fmt: str, color: bool) -> None:
         ("client request", i.client_request_id),
     ):
         if value:
-            head.add_row(field_name, _cell(value))
+            head.add_row(field_name, cell(value))
     con.print(head)
     for title, values in (("tags", i.tags), ("metadata", i.metadata)):
         if not values:
@@ -404,7 +224,7 @@ def trace_detail(trace: Trace, fmt: str, color: bool) -> None:
         t.add_column(style="cyan" if color else None, overflow="fold")
         t.add_column(overflow="fold")
         for k in sorted(values):
-            t.add_row(_cell(k), _cell(values[k]))
+            t.add_row(cell(k), cell(values[k]))
         con.print(t)
     tree = Tree(f"spans ({len(trace.spans)})")
     # Where each span's children go: its own node, or past MAX_TREE_DEPTH the node its chain
@@ -462,32 +282,44 @@ def span_order(spans: Sequence[Span]) -> list[tuple[Span | None, Span, int]]:
 
 
 def key_values(values: Mapping[str, str], fmt: str, color: bool, header: bool = True) -> None:
-    if fmt == "json":  # one object, as a trace's tags are in every other JSON we write
-        _write_json(dict(values))
-        return
     data = [{"key": k, "value": values[k]} for k in sorted(values)]
-    rows(data, ["key", "value"], fmt, color, header=header, wrap=("value",))
+    dispatch(
+        fmt,
+        # one object, as a trace's tags are in every other JSON we write
+        json=lambda: write_json(dict(values)),
+        other=lambda: rows(data, ["key", "value"], fmt, color, header=header, wrap=("value",)),
+    )
 
 
 def tag_report(report: Any, fmt: str, color: bool, show_changes: bool = False) -> None:
     """The summary on stderr; with ``--dry-run`` (or ``show_changes``) each change on stdout."""
-    if fmt == "json":
-        _write_json(report.to_dict())
-    elif report.dry_run or show_changes:
-        out = sys.stdout
-        for c in report.changes:
-            tid = visible(c.trace_id)
-            if not c.is_change:
-                if not c.conflicts:
-                    out.write(f"{tid}  unchanged\n")
-                continue
-            for k, v in c.added.items():
-                out.write(f"{tid}  + {visible(k)}={visible(v)}\n")
-            for k, (old, new) in c.changed.items():
-                out.write(f"{tid}  ~ {visible(k)}: {visible(old)} -> {visible(new)}\n")
-            for k, v in c.deleted.items():
-                out.write(f"{tid}  - {visible(k)} (was {visible(v)})\n")
-        out.flush()
+    show = report.dry_run or show_changes
+    dispatch(
+        fmt,
+        json=lambda: write_json(report.to_dict()),
+        other=lambda: _tag_changes(report) if show else None,
+    )
+    _tag_summary(report)
+
+
+def _tag_changes(report: Any) -> None:
+    out = sys.stdout
+    for c in report.changes:
+        tid = visible(c.trace_id)
+        if not c.is_change:
+            if not c.conflicts:
+                out.write(f"{tid}  unchanged\n")
+            continue
+        for k, v in c.added.items():
+            out.write(f"{tid}  + {visible(k)}={visible(v)}\n")
+        for k, (old, new) in c.changed.items():
+            out.write(f"{tid}  ~ {visible(k)}: {visible(old)} -> {visible(new)}\n")
+        for k, v in c.deleted.items():
+            out.write(f"{tid}  - {visible(k)} (was {visible(v)})\n")
+    out.flush()
+
+
+def _tag_summary(report: Any) -> None:
     verb = (
         "would change" if report.dry_run or (report.changed and not report.written) else "changed"
     )
@@ -497,80 +329,50 @@ def tag_report(report: Any, fmt: str, color: bool, show_changes: bool = False) -
         parts.append(f"{len(report.not_found)} not found")
     if report.conflicts:
         parts.append(f"{len(report.conflicts)} renames skipped")
-    _err(", ".join(parts) + ("" if report.written or report.dry_run else "; nothing written"))
+    err(", ".join(parts) + ("" if report.written or report.dry_run else "; nothing written"))
     for tid in report.not_found:
-        _err(f"tracetag: trace not found: {tid}")
+        err(f"tracetag: trace not found: {tid}")
     for tid, key in report.missing_keys:
-        _err(f"tracetag: trace {tid} has no tag {key!r}")
+        err(f"tracetag: trace {tid} has no tag {key!r}")
     for tid, key, target in report.conflicts:
-        _err(f"tracetag: {tid}: not renamed {key!r} -> {target!r}: {target!r} holds another value")
+        err(f"tracetag: {tid}: not renamed {key!r} -> {target!r}: {target!r} holds another value")
 
 
 def delete_report(report: Any, fmt: str) -> None:
-    if fmt == "json":
-        _write_json(report.to_dict())
-    elif report.dry_run:
-        sys.stdout.write("".join(f"{visible(tid)}\n" for tid in report.trace_ids))
-        sys.stdout.flush()
+    def ids() -> None:
+        if report.dry_run:
+            sys.stdout.write("".join(f"{visible(tid)}\n" for tid in report.trace_ids))
+            sys.stdout.flush()
+
+    dispatch(fmt, json=lambda: write_json(report.to_dict()), other=ids)
     verb = "would delete" if report.dry_run else "deleted"
-    _err(
+    err(
         f"{verb} {plural(report.deleted, 'trace')}"
         + (f", {len(report.not_found)} not found" if report.not_found else "")
     )
     for tid in report.not_found:
-        _err(f"tracetag: trace not found: {tid}")
+        err(f"tracetag: trace not found: {tid}")
 
 
 def edit_result(result: Any) -> None:
     if result.error:
-        _err(f"tracetag: error: {result.error}")
+        err(f"tracetag: error: {result.error}")
         if result.saved_to:
-            _err(f"tracetag: your edit is saved in {result.saved_to}")
+            err(f"tracetag: your edit is saved in {result.saved_to}")
         return
     change = result.change
     if change is None or not change.is_change:
-        _err("no changes; nothing written")
+        err("no changes; nothing written")
         return
     for k, v in change.added.items():
-        _err(f"+ {k}={v}")
+        err(f"+ {k}={v}")
     for k, (old, new) in change.changed.items():
-        _err(f"~ {k}: {old} -> {new}")
+        err(f"~ {k}: {old} -> {new}")
     for k, v in change.deleted.items():
-        _err(f"- {k} (was {v})")
+        err(f"- {k} (was {v})")
 
 
 # -- tables of rows ----------------------------------------------------------------------------
-
-LISTING_FORMATS = ("table", "tsv", "csv", "json", "jsonl")
-
-
-def rows(
-    data: Sequence[Mapping[str, Any]],
-    cols: Sequence[str],
-    fmt: str,
-    color: bool,
-    header: bool = True,
-    wrap: Sequence[str] = (),
-) -> None:
-    """Any listing in any of :data:`LISTING_FORMATS`."""
-    if fmt == "json":
-        _write_json(list(data))
-        return
-    if fmt == "jsonl":
-        _jsonl(data)
-        return
-    body = [[r.get(c) for c in cols] for r in data]
-    if fmt == "table":
-        numbers = [
-            c
-            for i, c in enumerate(cols)
-            if body and all(isinstance(r[i], int | float) for r in body)
-        ]
-        _table(cols, body, color, wrap=wrap or [c for c in cols if c not in numbers], right=numbers)
-    elif fmt == "csv":
-        _csv(cols, body, header)
-    else:
-        _tsv(cols, body, header)
 
 
 def _bar(value: float, top: float, width: int = 12) -> str:
@@ -589,12 +391,6 @@ def stats(result: Any, fmt: str, color: bool, header: bool = True) -> None:
     """One vocabulary everywhere: ``errors`` is a count, ``error_rate`` a fraction."""
     cols = [*result.group_names, *STATS_COLUMNS]
     data = result.rows
-    if fmt == "json":
-        _write_json({"group_by": result.group_names, "percentiles": "nearest-rank", "groups": data})
-        return
-    if fmt == "jsonl":
-        _jsonl(data)
-        return
     body = [
         [
             *r["group"],
@@ -609,12 +405,19 @@ def stats(result: Any, fmt: str, color: bool, header: bool = True) -> None:
         ]
         for r in data
     ]
-    if fmt == "csv":
-        _csv(cols, body, header)
-        return
-    if fmt == "tsv":
-        _tsv(cols, body, header)
-        return
+    whole = {"group_by": result.group_names, "percentiles": "nearest-rank", "groups": data}
+    dispatch(
+        fmt,
+        json=lambda: write_json(whole),
+        jsonl=lambda: jsonl(data),
+        csv=lambda: csv(cols, body, header),
+        tsv=lambda: tsv(cols, body, header),
+        table=lambda: _stats_table(result, color),
+    )
+
+
+def _stats_table(result: Any, color: bool) -> None:
+    data = result.rows
     top_mean = max((r["mean_ms"] or 0 for r in data), default=0)
     pretty = [
         [
@@ -635,54 +438,57 @@ def stats(result: Any, fmt: str, color: bool, header: bool = True) -> None:
     names += ["max", "mean ▁▃▅█"]
     numbers = ("count", "errors", "error_rate", "mean", "p50", "p95", "p99", "max")
     drop = ("mean ▁▃▅█", "p99", "p95", "error_rate", "max", "mean")
-    _table(names, pretty, color, right=numbers, drop=drop)
+    table(names, pretty, color, right=numbers, drop=drop)
     total = sum(r["count"] for r in data)
     groups = plural(len(data), "group")
-    _err(f"{plural(total, 'trace')} in {groups}; percentiles are nearest-rank")
+    err(f"{plural(total, 'trace')} in {groups}; percentiles are nearest-rank")
 
 
 def lint_findings(findings: Sequence[Any], fmt: str, color: bool) -> None:
     cols = ["rule", "key", "value", "traces", "suggestion"]
-    if fmt in ("json", "jsonl"):
-        (_write_json if fmt == "json" else _jsonl)([f.to_dict() for f in findings])
-        return
-    if not findings:
-        _err("no findings")
-        return
-    data = [
-        dict(zip(cols, (f.rule, f.key, f.value, f.traces, f.suggestion), strict=True))
-        for f in findings
-    ]
-    rows(data, cols, fmt, color, wrap=("suggestion", "value"))
-    _err(plural(len(findings), "finding"))
+    as_dicts = [f.to_dict() for f in findings]
+
+    def listing() -> None:
+        if not findings:
+            err("no findings")
+            return
+        data = [
+            dict(zip(cols, (f.rule, f.key, f.value, f.traces, f.suggestion), strict=True))
+            for f in findings
+        ]
+        rows(data, cols, fmt, color, wrap=("suggestion", "value"))
+        err(plural(len(findings), "finding"))
+
+    dispatch(fmt, json=lambda: write_json(as_dicts), jsonl=lambda: jsonl(as_dicts), other=listing)
 
 
 def import_summary(summary: Any, fmt: str) -> None:
-    if fmt == "json":
-        _write_json(summary.to_dict())
-        return
-    _err(
+    dispatch(fmt, json=lambda: write_json(summary.to_dict()), other=lambda: _imported(summary))
+
+
+def _imported(summary: Any) -> None:
+    err(
         f"imported {plural(summary.imported, 'trace')} "
         f"({summary.new} new, {summary.updated} updated)"
     )
     for line, msg in summary.invalid:
-        _err(f"skipped record {line}: {msg}")
+        err(f"skipped record {line}: {msg}")
     if summary.invalid:
-        _err(f"{plural(len(summary.invalid), 'invalid record')} skipped")
+        err(f"{plural(len(summary.invalid), 'invalid record')} skipped")
 
 
 def mapping(data: Mapping[str, Any], fmt: str) -> None:
-    if fmt == "json":
-        _write_json(dict(data))
-        return
-    width = max((len(k) for k in data), default=0)
-    for k, v in data.items():
-        sys.stdout.write(f"{k.ljust(width)}  {visible(v, newlines=True)}\n")
+    def text() -> None:
+        width = max((len(k) for k in data), default=0)
+        for k, v in data.items():
+            sys.stdout.write(f"{k.ljust(width)}  {visible(v, newlines=True)}\n")
+
+    dispatch(fmt, json=lambda: write_json(dict(data)), other=text)
 
 
 def check_report(report: Any, fmt: str) -> None:
-    if fmt == "json":
-        _write_json(report.to_dict())
-        return
-    for line in report.lines():
-        sys.stdout.write(visible(line) + "\n")
+    def text() -> None:
+        for line in report.lines():
+            sys.stdout.write(visible(line) + "\n")
+
+    dispatch(fmt, json=lambda: write_json(report.to_dict()), other=text)
