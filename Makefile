@@ -10,6 +10,7 @@ lint:
 	ruff check .
 	ruff format --check .
 	mypy
+	mypy --strict tracetag/filters tracetag/query.py tracetag/tags.py tracetag/model.py tracetag/backend.py
 
 docs:
 	python -m tracetag.cli.docs

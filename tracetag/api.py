@@ -16,11 +16,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from . import runtime
+from .backend import Backend, ReadView, open_backend
 from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
 from .model import Span, Trace, TraceData, TraceInfo, doc_to_trace, trace_to_doc
 from .planning import DeletePlan, DeleteReport, Selection, TagPlan
-from .store import Snapshot, Store
 
 if TYPE_CHECKING:
     from .analytics import GroupStats
@@ -74,15 +73,17 @@ class ImportSummary:
 class TracetagClient:
     """Access to one store. ``store`` is a path, a ``Store``, or None for the default store."""
 
-    def __init__(self, store: str | os.PathLike[str] | Store | None = None):
-        self.store = store if isinstance(store, Store) else runtime.store_for(store)
+    def __init__(self, store: str | os.PathLike[str] | Backend | None = None):
+        if store is None or isinstance(store, str | os.PathLike):
+            store = open_backend(store)
+        self.store: Backend = store
 
     def __repr__(self) -> str:
         return f"TracetagClient({str(self.store.path)!r})"
 
     # -- reading -------------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> ReadView:
         return self.store.snapshot()
 
     def search_traces(
@@ -396,19 +397,14 @@ class TracetagClient:
         )
 
     def info(self) -> dict[str, Any]:
-        from .store.maintenance import info
-
-        return info(self.store)
+        return self.store.info()
 
     def check(self) -> CheckReport:
-        from .store.maintenance import check
-
-        return check(self.store)
+        report: CheckReport = self.store.check()
+        return report
 
     def repair(self) -> dict[str, Any]:
-        from .store.maintenance import repair
-
-        return repair(self.store)
+        return self.store.repair()
 
     def compact(self, vacuum: bool = False) -> dict[str, int]:
         return self.store.compact(vacuum=vacuum)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = [
     "STATUSES",
@@ -18,6 +18,7 @@ __all__ = [
     "SpanEvent",
     "Trace",
     "TraceData",
+    "TraceDoc",
     "TraceInfo",
     "doc_to_trace",
     "new_trace_id",
@@ -102,6 +103,24 @@ class Span:
         if self.end_time_ns is None:
             return None
         return (self.end_time_ns - self.start_time_ns) / 1e6
+
+
+class TraceDoc(TypedDict, total=False):
+    """A trace's info document as every backend stores and returns it (``TraceInfo.to_dict``
+    plus where its spans are): what searches, filters and tag writes work on."""
+
+    trace_id: str
+    experiment_id: str
+    name: str | None
+    timestamp_ms: int
+    execution_time_ms: int | None
+    status: str
+    tags: dict[str, str]
+    metadata: dict[str, str]
+    request_preview: str | None
+    response_preview: str | None
+    client_request_id: str | None
+    spans_at: list[int]  # the local store's pointer into its span file
 
 
 # Keys of the stored info document; also the order of ``to_dict``.

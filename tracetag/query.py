@@ -112,7 +112,7 @@ def parse_order_by(order_by: Iterable[str] | None) -> list[OrderKey]:
 
 
 class _Desc:
-    """Reverses the order of a string inside a sort tuple."""
+    """Reverses the order of a string inside a sort tuple[Any, ...]."""
 
     __slots__ = ("v",)
 
@@ -120,10 +120,10 @@ class _Desc:
         self.v = v
 
     def __lt__(self, other: _Desc) -> bool:
-        return other.v < self.v
+        return bool(other.v < self.v)
 
     def __gt__(self, other: _Desc) -> bool:
-        return other.v > self.v
+        return bool(other.v > self.v)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Desc) and self.v == other.v
@@ -132,17 +132,17 @@ class _Desc:
         return hash(self.v)
 
 
-def _raw_key(keys: list[OrderKey]) -> Callable[[dict], tuple]:
+def _raw_key(keys: list[OrderKey]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     getters = [field_getter(k.field) for k in keys]
     return lambda d: tuple(g(d) for g in getters)
 
 
-def _sort_key(keys: list[OrderKey]) -> Callable[[tuple], tuple]:
-    """Raw values -> a comparable tuple: absent last either way, DESC reversed."""
+def _sort_key(keys: list[OrderKey]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """Raw values -> a comparable tuple[Any, ...]: absent last either way, DESC reversed."""
     numeric = [k.field.kind == "attribute" and k.field.key in NUMERIC_ATTRIBUTES for k in keys]
     desc = [k.desc for k in keys]
 
-    def key(raw: tuple) -> tuple:
+    def key(raw: tuple[Any, ...]) -> tuple[Any, ...]:
         out: list[tuple[int, Any]] = []
         for v, num, d in zip(raw, numeric, desc, strict=True):
             if v is None:
@@ -163,11 +163,11 @@ def _fingerprint(
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _encode_token(raw: tuple, fp: str) -> str:
+def _encode_token(raw: tuple[Any, ...], fp: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"k": list(raw), "f": fp})).decode().rstrip("=")
 
 
-def _decode_token(token: str, fp: str, keys: list[OrderKey]) -> tuple:
+def _decode_token(token: str, fp: str, keys: list[OrderKey]) -> tuple[Any, ...]:
     """The sort key a token holds, checked against the search's keys: a token is input like
     any other and may have been edited or made up."""
     invalid = InvalidQuery("invalid page token (pass the token printed with the previous page)")
@@ -197,13 +197,13 @@ class SearchPage:
     possible and parsed again on iteration, so a page of 100,000 traces costs about the size of
     its JSON, not of 100,000 dicts."""
 
-    items: list[bytes | dict]
+    items: list[bytes | dict[str, Any]]
     token: str | None
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
         for item in self.items:
             yield loads(item) if isinstance(item, bytes) else item
@@ -215,7 +215,7 @@ def select(
     experiment_ids: Iterable[str] | None = None,
     now: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> Iterator[dict]:
+) -> Iterator[dict[str, Any]]:
     """Every document matching ``node`` (True, not unknown) in the given experiments."""
     for doc, _raw in _select_raw(snapshot, node, experiment_ids, now, progress):
         yield doc
@@ -227,13 +227,14 @@ def _select_raw(
     experiment_ids: Iterable[str] | None = None,
     now: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> Iterator[tuple[dict, bytes | None]]:
-    return snapshot.select_raw(
+) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    rows: Iterator[tuple[dict[str, Any], bytes | None]] = snapshot.select_raw(
         compile_filter(node, now),
         required=required_bytes(node),
         experiment_ids=None if experiment_ids is None else {str(e) for e in experiment_ids},
         progress=progress,
     )
+    return rows
 
 
 def search(
@@ -253,7 +254,7 @@ def search(
     fp = _fingerprint(node, keys, exps)
     raw_of = _raw_key(keys)
     sort_key = _sort_key(keys)
-    rows: Iterable[tuple[tuple, bytes | dict]] = (
+    rows: Iterable[tuple[tuple[Any, ...], bytes | dict[str, Any]]] = (
         (sort_key(raw_of(d)), d if raw is None else raw)
         for d, raw in _select_raw(snapshot, node, exps, now)
     )

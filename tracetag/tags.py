@@ -52,7 +52,7 @@ def validate_key(key: Any) -> str:
     if problem:
         shown = repr(key) if len(repr(key)) <= 62 else repr(key)[:57] + "...'"
         raise InvalidTag(f"invalid tag key {shown}: {problem}")
-    return key
+    return str(key)
 
 
 def validate_deletable_key(key: Any) -> str:
@@ -176,9 +176,9 @@ class TagReport:
         }
 
 
-def tag_record(changes: Iterable[TagChange]) -> dict | None:
+def tag_record(changes: Iterable[TagChange]) -> dict[str, Any] | None:
     """One journal record for a set of per-trace changes, grouping traces with equal changes."""
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[tuple[Any, ...], list[str]] = {}
     for c in changes:
         if not c.is_change:
             continue

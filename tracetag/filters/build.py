@@ -14,8 +14,8 @@ from .fields import duration_of, parse_field, unquote
 __all__ = ["BUILD"]
 
 
-def _flatten(kind: type[A.And] | type[A.Or], items: tuple) -> tuple:
-    out: list = []
+def _flatten(kind: type[A.And] | type[A.Or], items: tuple[Any, ...]) -> tuple[Any, ...]:
+    out: list[Any] = []
     for item in items:
         out.extend(item.items if isinstance(item, kind) else [item])
     return tuple(out)
@@ -26,7 +26,7 @@ def _field(tok: Any) -> A.Field:
 
 
 @v_args(inline=True)
-class Build(Transformer):
+class Build(Transformer[Any, Any]):
     def or_expr(self, *items: Any) -> A.Or:
         return A.Or(_flatten(A.Or, items))
 

@@ -27,7 +27,7 @@ __all__ = [
     "required_bytes",
 ]
 
-Predicate = Callable[[dict], bool | None]
+Predicate = Callable[[dict[str, Any]], bool | None]
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -52,7 +52,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def field_getter(f: A.Field) -> Callable[[dict], Any]:
+def field_getter(f: A.Field) -> Callable[[dict[str, Any]], Any]:
     key = f.key
     if f.kind == "tag":
         return lambda d: d["tags"].get(key)
@@ -60,7 +60,7 @@ def field_getter(f: A.Field) -> Callable[[dict], Any]:
         return lambda d: d["metadata"].get(key)
     if key == "end_time_ms":
 
-        def end_time(d: dict) -> Any:
+        def end_time(d: dict[str, Any]) -> Any:
             ex = d.get("execution_time_ms")
             return None if ex is None else d["timestamp_ms"] + ex
 
@@ -100,7 +100,7 @@ def _junction(parts: list[Predicate], decisive: bool) -> Predicate:
     """Kleene's AND (``decisive`` False) or OR (True): the first part equal to ``decisive``
     decides; otherwise any unknown part makes the whole unknown."""
 
-    def junction(d: dict) -> bool | None:
+    def junction(d: dict[str, Any]) -> bool | None:
         result: bool | None = not decisive
         for p in parts:
             r = p(d)
@@ -120,7 +120,7 @@ def _compile_junction(node: A.And | A.Or, now: int) -> Predicate:
 def _compile_not(node: A.Not, now: int) -> Predicate:
     inner = _compile(node.item, now)
 
-    def not_(d: dict) -> bool | None:
+    def not_(d: dict[str, Any]) -> bool | None:
         r = inner(d)
         return None if r is None else not r
 
@@ -142,7 +142,7 @@ def _compile_like(node: A.Like, now: int) -> Predicate:
         match = compile_like(node.pattern.value, node.op == "ILIKE")
     negated = node.negated
 
-    def like(d: dict) -> bool | None:
+    def like(d: dict[str, Any]) -> bool | None:
         v = get(d)
         if v is None:
             return None
@@ -157,13 +157,13 @@ def _compile_compare(node: A.Compare, now: int) -> Predicate:
     lit = _literal(node.field, node.value, now)
     if _numeric_compare(node.field, node.value):
 
-        def num_cmp(d: dict) -> bool | None:
+        def num_cmp(d: dict[str, Any]) -> bool | None:
             v = _as_number(get(d))
             return None if v is None else op(v, lit)
 
         return num_cmp
 
-    def cmp(d: dict) -> bool | None:
+    def cmp(d: dict[str, Any]) -> bool | None:
         v = get(d)
         return None if v is None else op(v, lit)
 
@@ -176,7 +176,7 @@ def _compile_in(node: A.InList, now: int) -> Predicate:
     values = frozenset(_literal(node.field, v, now) for v in node.values)
     negated = node.negated
 
-    def in_(d: dict) -> bool | None:
+    def in_(d: dict[str, Any]) -> bool | None:
         v = get(d)
         if numeric:
             v = _as_number(v)

@@ -190,7 +190,7 @@ def parse_filter(text: str | None) -> A.Node | None:
         tree = _parser().parse(text)
         from .build import BUILD
 
-        node = BUILD.transform(tree)
+        node: A.Node = BUILD.transform(tree)
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
     except RecursionError:

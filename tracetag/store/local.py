@@ -54,6 +54,7 @@ from .journal import JOURNAL_VERSION, Overlay, read_journal, touched_ids
 from .lock import LOCK_TIMEOUT_S, ProcessLock
 from .paths import PRIVATE_DIR, create_file, file_mode, orphan_files, resolve_store_path
 from .snapshot import Snapshot, size_mismatch, snapshot_version
+from .transaction import Transaction
 
 # Compact once the journal is larger than this or a quarter of the base, whichever is larger:
 # replay cost on reads stays a fraction of the scan, and rewrites stay rare.
@@ -270,17 +271,23 @@ class Store:
         else:
             self._refresh_overlay()
 
-    def write(self, build: Callable[[Snapshot], tuple[dict | None, Any]]) -> Any:
-        """Run ``build`` on a locked, current snapshot and append the one record it returns.
-
-        ``build`` returns ``(record_or_None, result)``; raising inside it writes nothing. This is
-        how every mutation is made: one journal line per call, whatever its size.
-        """
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One atomic write (see :mod:`.transaction`): lock, current snapshot, one record."""
         with self._writing() as snap:
-            record, result = build(snap)
+            tx = Transaction(self, snap)
+            yield tx
+            record = tx.record()
             if record is not None:
                 self._append(record)
                 self._compact_quietly(snap)
+
+    def write(self, build: Callable[[Snapshot], tuple[dict | None, Any]]) -> Any:
+        """``build(snapshot) -> (record or None, result)`` in one transaction."""
+        with self.transaction() as tx:
+            record, result = build(tx.snapshot)
+            if record is not None:
+                tx.append(record)
             return result
 
     def _compact_quietly(self, snap: Snapshot) -> None:
@@ -311,24 +318,23 @@ class Store:
                 since = snapshot_version(snap)
             if not self.path.exists() and record_of(result) is None:
                 return result  # nothing to write: a failed write creates no store
-            with self._writing() as locked:
-                changed = self._changed_since(since)
+            with self.transaction() as tx:
+                changed = tx.changed_since(since)
                 if changed is None:
                     if attempt < attempts - 1:
                         continue
-                    result = plan(locked)
+                    result = plan(tx.snapshot)
                 elif changed:
-                    result = refresh(locked, result, changed)
+                    result = refresh(tx.snapshot, result, changed)
                 record = record_of(result)
                 if record is not None:
-                    self._append(record)
-                    self._compact_quietly(locked)
+                    tx.append(record)
                 return result
         raise AssertionError("unreachable")
 
-    def _changed_since(self, since: tuple[int, int | None, int] | None) -> set[str] | None:
-        """Trace ids the journal changed after ``since`` (call under the lock, after
-        :meth:`_prepare_locked`); None when that cannot be told (the base was replaced)."""
+    def changed_since(self, since: tuple[int, int | None, int] | None) -> set[str] | None:
+        """Trace ids the journal changed after ``since`` (call in a transaction); None when
+        that cannot be told (the base was replaced)."""
         overlay = self._overlay
         if since is None or overlay is None:
             return None
@@ -381,37 +387,49 @@ class Store:
 
         for doc, spans in items:
             check_trace(doc, spans)  # before the lock: a bad document never reaches the files
-
-        def build(snap: Snapshot) -> tuple[dict | None, tuple[int, int]]:
-            ops = list(extra_ops)
+        with self.transaction() as tx:
+            for op in extra_ops:
+                tx.append(op)
             ids = (doc["trace_id"] for doc, _spans in items)
-            existing = snap.get_many(ids) if count_replaced else {}
-            locs = self.append_spans(snap, [(doc["trace_id"], spans) for doc, spans in items])
+            existing = tx.snapshot.get_many(ids) if count_replaced else {}
+            locs = tx.append_spans([(doc["trace_id"], spans) for doc, spans in items])
             for (doc, _spans), loc in zip(items, locs, strict=True):
-                ops.append({"op": "put", "doc": {**doc, "spans_at": loc}})
-            counts = (len(items) - len(existing), len(existing))
-            if not ops:
-                return None, counts
-            return (ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops}), counts
-
-        return self.write(build)
+                tx.append({"op": "put", "doc": {**doc, "spans_at": loc}})
+            return len(items) - len(existing), len(existing)
 
     def create_experiment(self, name: str) -> str:
-        def build(snap: Snapshot) -> tuple[dict | None, str]:
-            exps = snap.experiments()
+        with self.transaction() as tx:
+            exps = tx.snapshot.experiments()
             for e in exps:
                 if e["name"] == name:
-                    return None, e["experiment_id"]
+                    return str(e["experiment_id"])
             numeric = [int(e["experiment_id"]) for e in exps if e["experiment_id"].isdigit()]
             new_id = str(max(numeric, default=0) + 1)
-            doc = {
-                "experiment_id": new_id,
-                "name": name,
-                "creation_time_ms": int(time.time() * 1000),
-            }
-            return {"op": "exp", "doc": doc}, new_id
+            now = int(time.time() * 1000)
+            tx.append(
+                {
+                    "op": "exp",
+                    "doc": {"experiment_id": new_id, "name": name, "creation_time_ms": now},
+                }
+            )
+            return new_id
 
-        return self.write(build)
+    # -- upkeep --------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        from .maintenance import info
+
+        return info(self)
+
+    def check(self) -> Any:
+        from .maintenance import check
+
+        return check(self)
+
+    def repair(self) -> dict[str, Any]:
+        from .maintenance import repair
+
+        return repair(self)
 
     # -- compaction ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,9 +21,11 @@ from ..errors import NotAStore, StoreError
 from .base import BaseFile, foreign_kind, new_meta
 from .files import decode_record
 from .journal import Overlay
-from .local import Store
 from .paths import orphan_files
 from .snapshot import read_spans_at
+
+if TYPE_CHECKING:
+    from .local import Store
 
 __all__ = ["CheckReport", "check", "info", "repair"]
 
