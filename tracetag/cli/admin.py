@@ -10,6 +10,7 @@ import typer
 
 from ..errors import InvalidInput
 from .app import (
+    SHELLS,
     SORTS,
     ExpOpt,
     FilterOpt,
@@ -288,9 +289,7 @@ def help_(
 def completion(
     shell: Annotated[
         str,
-        typer.Argument(
-            help="bash, zsh or fish.", metavar="SHELL", callback=_choice(("bash", "zsh", "fish"))
-        ),
+        typer.Argument(help="bash, zsh or fish.", metavar="SHELL", callback=_choice(SHELLS)),
     ],
 ) -> None:
     """Print the shell completion script (the files in completions/ are this output).

@@ -18,7 +18,7 @@ from .complete import script
 
 __all__ = ["reference", "regenerate"]
 
-SHELLS = ("bash", "zsh", "fish")
+from .app import SHELLS
 
 
 def _walk(cmd: Any, path: list[str]) -> list[tuple[list[str], Any]]:

@@ -17,20 +17,8 @@ the base and designs around that cost (docs/store.md has the longer version):
 ``PATH-lock``
     Serialises writers across processes; readers never take it.
 
-Invariants that make it safe:
-
-1. A write is one journal line written with one ``write`` and fsynced before returning, so it is
-   all there or, if the writer died, a torn last line with no newline that readers ignore.
-2. Writers hold the lock; a torn tail seen under the lock belongs to a dead writer and is cut
-   off before the next append, so it can never swallow an acknowledged record.
-3. Every operation is an assignment (put a document, set or delete a key), so replaying a
-   journal over a base that already contains it changes nothing.
-4. The base and the journal carry a generation number. Compaction writes base ``g+1`` (temp
-   file, fsync, rename), then a fresh journal ``g+1``. A reader that finds a journal older than
-   its base ignores it (a crash between the two renames); one newer than its base retries.
-5. Spans are appended and fsynced before the journal line that points at them, so no
-   acknowledged trace points at missing spans; a crash can only leave unreferenced bytes.
-6. Reads never write anything: no lock file, no repair, no migration on disk.
+The invariants that make it safe are numbered in ``docs/store.md`` (the one list of them;
+code that relies on one names it as "invariant N").
 """
 
 from __future__ import annotations
