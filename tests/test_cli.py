@@ -112,7 +112,9 @@ def test_completion_never_prints_errors(tmp_path):
 
 
 def test_console_script_and_module_run(tmp_path):
-    proc = subprocess.run(["tracetag", "--version"], capture_output=True, text=True)
+    # The console script beside this Python, whether or not its folder is on PATH.
+    script = Path(sys.executable).with_name("tracetag")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("tracetag ")
     env = {"TRACETAG_STORE": str(tmp_path / "s.json")}
     assert run_tracetag("import", str(TRACES_JSONL), env=env).returncode == 0

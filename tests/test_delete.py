@@ -99,8 +99,10 @@ def test_delete_is_one_write(conformance_store):
 def test_delete_by_filter_asks_on_a_terminal(conformance_store):
     import os
     import pty
+    import select
     import subprocess
     import sys
+    import time
 
     def run(answer: bytes) -> tuple[int, bytes]:
         master, slave = pty.openpty()
@@ -113,7 +115,10 @@ def test_delete_by_filter_asks_on_a_terminal(conformance_store):
         )
         os.close(slave)
         seen = b""
+        deadline = time.monotonic() + 30  # a prompt that never comes fails, never hangs
         while b"[y/N]" not in seen:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no prompt within 30 s; saw {seen!r}"
             seen += os.read(master, 1024)
         os.write(master, answer)
         code = proc.wait(timeout=60)

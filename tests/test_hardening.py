@@ -181,6 +181,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)])
 
 
+@pytest.mark.slow
 def test_a_full_disk_loses_no_acknowledged_write(small_disk):
     store = small_disk / "store.json"
     acknowledged: dict[str, str] = {}

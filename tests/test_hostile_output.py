@@ -118,6 +118,7 @@ def test_markup_in_data_is_shown_as_text(cli, store_path):
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.slow
 @given(st.text(max_size=40))
 def test_any_text_in_every_field_reads_back_safely(cli, store_path, text):
     client = TracetagClient(store_path)

@@ -52,6 +52,7 @@ def demo_env(tmp_path_factory):
     return env, folder
 
 
+@pytest.mark.slow
 def test_every_tour_command_finds_something(demo_env):
     env, folder = demo_env
     ran = 0

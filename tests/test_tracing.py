@@ -230,6 +230,7 @@ def test_async_tasks_and_threads_never_mix_traces():
         assert len(spans) == expected, (owner, [s.name for s in spans])
 
 
+@pytest.mark.slow
 def test_burst_of_10000_traces_from_8_threads_loses_none():
     @tracetag.trace
     def request(worker, i):
