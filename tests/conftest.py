@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from tracetag import runtime
 from tracetag.api import TracetagClient
+from tracetag.backend import BACKENDS
 from tracetag.cli import app
 
 HERE = Path(__file__).parent
@@ -58,11 +59,22 @@ def _conformance_master(tmp_path_factory):
     return d
 
 
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request):
+    """The name of a registered backend: tests that use the conformance store run against
+    every one (today the local file store; the behavioural suite is the same for all)."""
+    return request.param
+
+
 @pytest.fixture
-def conformance_store(_conformance_master, store_path):
-    for f in _conformance_master.iterdir():
-        shutil.copy2(f, store_path.parent / f.name)
-    return store_path
+def conformance_store(backend, _conformance_master, store_path):
+    """A store of ``backend`` holding the 320 conformance traces; ``$TRACETAG_STORE`` points
+    at it, so the CLI and the fluent functions use it too."""
+    if backend == "local":
+        for f in _conformance_master.iterdir():
+            shutil.copy2(f, store_path.parent / f.name)
+        return store_path
+    raise AssertionError(f"no conformance fixture for backend {backend!r}")
 
 
 @pytest.fixture
