@@ -11,12 +11,15 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FilterSyntaxError, InvalidQuery
 from .filters import field_getter, parse_field, parse_filter
 from .filters.fields import ATTRIBUTES
 from .query import select
+
+if TYPE_CHECKING:
+    from .backend import ReadView
 
 __all__ = ["GroupStats", "group_stats", "nearest_rank", "tag_keys", "tag_values"]
 
@@ -59,7 +62,7 @@ def _group_field(text: str) -> Any:
 
 
 def group_stats(
-    snapshot: Any,
+    snapshot: ReadView,
     group_by: Sequence[str],
     filter_string: str | None = None,
     experiment_ids: Iterable[str] | None = None,
@@ -109,7 +112,9 @@ def group_stats(
 
 
 def tag_keys(
-    snapshot: Any, filter_string: str | None = None, experiment_ids: Iterable[str] | None = None
+    snapshot: ReadView,
+    filter_string: str | None = None,
+    experiment_ids: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every tag key: how many traces carry it and how many distinct values it has."""
     traces: Counter[str] = Counter()
@@ -125,7 +130,7 @@ def tag_keys(
 
 
 def tag_values(
-    snapshot: Any,
+    snapshot: ReadView,
     key: str,
     filter_string: str | None = None,
     experiment_ids: Iterable[str] | None = None,

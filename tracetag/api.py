@@ -23,7 +23,9 @@ from .planning import DeletePlan, DeleteReport, Selection, TagPlan
 
 if TYPE_CHECKING:
     from .analytics import GroupStats
+    from .filters import ast as A
     from .lint import Finding, LintConfig
+    from .query import SearchPage
     from .store.maintenance import CheckReport
 from .tags import (
     TagChange,
@@ -98,7 +100,7 @@ class TracetagClient:
         return_type: str = "list",
         *,
         now: int | None = None,
-    ) -> Any:
+    ) -> PagedList | Any:
         """Traces matching ``filter_string``, as MLflow's ``MlflowClient.search_traces``.
 
         ``experiment_ids=None`` searches every experiment; ``max_results=None`` returns all.
@@ -129,7 +131,7 @@ class TracetagClient:
         run_id: str | None = None,
         *,
         now: int | None = None,
-    ) -> Any:
+    ) -> SearchPage:
         """The matching info documents as a ``SearchPage``: iterate it for dicts, in order,
         parsed one at a time (what the CLI streams); ``.token`` fetches the next page."""
         from .filters import ast as A
@@ -508,7 +510,7 @@ def _dataframe(traces: list[Trace]) -> Any:
     return pd.DataFrame([{**t.info.to_dict(), "trace": t} for t in traces])
 
 
-def _parse(filter_string: str | None) -> Any:
+def _parse(filter_string: str | None) -> A.Node | None:
     from .filters import parse_filter
 
     return parse_filter(filter_string)

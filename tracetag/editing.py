@@ -15,11 +15,14 @@ import shlex
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInput, InvalidTag
 from .tags import TagChange, validate_key, validate_value
 from .terminal import ask
+
+if TYPE_CHECKING:
+    from .api import TracetagClient
 
 __all__ = ["EditResult", "edit_tags", "format_tags", "parse_tags_text"]
 
@@ -126,7 +129,7 @@ def _run_editor(path: str) -> None:
         raise InvalidInput(f"editor {editor!r} exited with status {code}; nothing written")
 
 
-def edit_tags(client: Any, trace_id: str) -> EditResult:
+def edit_tags(client: TracetagClient, trace_id: str) -> EditResult:
     with client.snapshot() as snap:
         doc = snap.require(trace_id)
     base = dict(doc["tags"])

@@ -26,13 +26,18 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
 from .filters import parse_filter
 from .planning import Selection, TagPlan
 from .query import select
 from .tags import TagChange, TagReport, plan_change
+
+if TYPE_CHECKING:
+    from .api import TracetagClient
+    from .backend import ReadView
+    from .filters import ast as A
 
 __all__ = [
     "RULES",
@@ -318,7 +323,9 @@ class _Census:
     groups: dict[str, list[str]]
 
 
-def _census(snapshot: Any, cfg: LintConfig, node: Any, experiment_ids: Any) -> _Census:
+def _census(
+    snapshot: ReadView, cfg: LintConfig, node: A.Node | None, experiment_ids: Any
+) -> _Census:
     traces: Counter[str] = Counter()
     values: dict[str, Counter[str]] = defaultdict(Counter)
     for doc in select(snapshot, node, experiment_ids):
@@ -388,7 +395,7 @@ def _units(census: _Census, cfg: LintConfig) -> Iterator[Finding]:
 
 
 def lint_store(
-    snapshot: Any,
+    snapshot: ReadView,
     cfg: LintConfig | None = None,
     filter_string: str | None = None,
     experiment_ids: Iterable[str] | None = None,
@@ -520,7 +527,7 @@ def check_rules(rules: Iterable[str]) -> list[str]:
 
 
 def fix_findings(
-    client: Any,
+    client: TracetagClient,
     findings: list[Finding],
     cfg: LintConfig | None = None,
     filter_string: str | None = None,

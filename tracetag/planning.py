@@ -18,6 +18,9 @@ from .tags import TagChange, TagReport
 if TYPE_CHECKING:  # the filter modules cost ~20 ms to import; a batch by ids needs none
     from .filters import ast as A
 
+if TYPE_CHECKING:
+    from .backend import ReadView
+
 __all__ = ["DeletePlan", "DeleteReport", "Selection", "TagPlan"]
 
 
@@ -39,7 +42,7 @@ class Selection:
         self._exps = None if self.experiment_ids is None else set(self.experiment_ids)
         self._idset = None if self.ids is None else set(self.ids)
 
-    def docs(self, snap: Any) -> tuple[Iterable[dict], list[str]]:
+    def docs(self, snap: ReadView) -> tuple[Iterable[dict], list[str]]:
         """(the selected documents, ids asked for that do not exist)."""
         if self.ids is not None:
             found = snap.get_many(self.ids)
@@ -84,12 +87,12 @@ class TagPlan:
         self.change = change
         self.dry_run = dry_run
 
-    def plan(self, snap: Any) -> TagReport:
+    def plan(self, snap: ReadView) -> TagReport:
         docs, missing = self.selection.docs(snap)
         changes = [c for d in docs if (c := self.change(d)) is not None]
         return TagReport(changes, missing, dry_run=self.dry_run)
 
-    def refresh(self, snap: Any, report: TagReport, changed: set[str]) -> TagReport:
+    def refresh(self, snap: ReadView, report: TagReport, changed: set[str]) -> TagReport:
         """The report with the traces in ``changed`` planned again on ``snap``."""
         changes = [c for c in report.changes if c.trace_id not in changed]
         missing = [t for t in report.not_found if t not in changed]
@@ -142,12 +145,12 @@ class DeletePlan:
             victims = victims[: self.max_traces]  # the oldest first, as MLflow
         return DeleteReport([tid for _ts, tid in victims], list(self._missing), self.dry_run)
 
-    def plan(self, snap: Any) -> DeleteReport:
+    def plan(self, snap: ReadView) -> DeleteReport:
         docs, self._missing = self.selection.docs(snap)
         self._matches = {d["trace_id"]: d["timestamp_ms"] for d in docs}
         return self._report()
 
-    def refresh(self, snap: Any, _report: DeleteReport, changed: set[str]) -> DeleteReport:
+    def refresh(self, snap: ReadView, _report: DeleteReport, changed: set[str]) -> DeleteReport:
         for tid in changed:
             self._matches.pop(tid, None)
             doc = snap.get(tid)

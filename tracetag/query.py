@@ -14,7 +14,7 @@ import heapq
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from .errors import FilterSyntaxError, InvalidQuery
 from .filters import ast as A
 from .filters import compile_filter, field_getter, parse_field, parse_filter, required_bytes
 from .filters.fields import ATTRIBUTES, NUMERIC_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from .backend import ReadView
 
 __all__ = ["OrderKey", "SearchPage", "parse_order_by", "search", "select"]
 
@@ -210,7 +213,7 @@ class SearchPage:
 
 
 def select(
-    snapshot: Any,
+    snapshot: ReadView,
     node: A.Node | None,
     experiment_ids: Iterable[str] | None = None,
     now: int | None = None,
@@ -222,7 +225,7 @@ def select(
 
 
 def _select_raw(
-    snapshot: Any,
+    snapshot: ReadView,
     node: A.Node | None,
     experiment_ids: Iterable[str] | None = None,
     now: int | None = None,
@@ -238,7 +241,7 @@ def _select_raw(
 
 
 def search(
-    snapshot: Any,
+    snapshot: ReadView,
     filter_string: str | A.Node | None = None,
     experiment_ids: list[str] | None = None,
     order_by: Iterable[str] | None = None,
