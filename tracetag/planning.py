@@ -34,11 +34,9 @@ class Selection:
     progress: Callable[[int, int], None] | None = None
 
     def __post_init__(self) -> None:
-        self._predicate: Callable[[dict], bool | None] = lambda _d: True
-        if self.node is not None:
-            from .filters import compile_filter
+        from .filters.evaluate import now_ms
 
-            self._predicate = compile_filter(self.node)
+        self._now = now_ms() if self.node is not None else 0  # one now() for plan and refresh
         self._exps = None if self.experiment_ids is None else set(self.experiment_ids)
         self._idset = None if self.ids is None else set(self.ids)
 
@@ -53,7 +51,7 @@ class Selection:
         selected: Iterator[dict] = (
             doc
             for doc, _raw in snap.select_raw(
-                self._predicate,
+                self._predicate(snap),
                 required=required_bytes(self.node),
                 experiment_ids=self._exps,
                 progress=self.progress,
@@ -61,13 +59,21 @@ class Selection:
         )
         return selected, []
 
+    def _predicate(self, snap: ReadView) -> Callable[[dict], bool | None]:
+        """The filter over ``snap``'s documents (span conditions read spans from it)."""
+        if self.node is None:
+            return lambda _d: True
+        from .filters import compile_filter
+
+        return compile_filter(self.node, self._now, spans_of=snap.spans)
+
     def _in_experiments(self, doc: dict) -> bool:
         return self._exps is None or doc["experiment_id"] in self._exps
 
-    def matches(self, doc: dict) -> bool:
+    def matches(self, doc: dict, snap: ReadView) -> bool:
         if self._idset is not None:
             return doc["trace_id"] in self._idset and self._in_experiments(doc)
-        return self._in_experiments(doc) and self._predicate(doc) is True
+        return self._in_experiments(doc) and self._predicate(snap)(doc) is True
 
     def wanted(self, trace_id: str) -> bool:
         """Whether a missing ``trace_id`` is one the caller named (and so "not found")."""
@@ -101,7 +107,7 @@ class TagPlan:
             if doc is None:
                 if self.selection.wanted(tid):
                     missing.append(tid)
-            elif self.selection.matches(doc) and (c := self.change(doc)) is not None:
+            elif self.selection.matches(doc, snap) and (c := self.change(doc)) is not None:
                 changes.append(c)
         return TagReport(changes, missing, dry_run=self.dry_run)
 
@@ -154,7 +160,7 @@ class DeletePlan:
         for tid in changed:
             self._matches.pop(tid, None)
             doc = snap.get(tid)
-            if doc is not None and self.selection.matches(doc):
+            if doc is not None and self.selection.matches(doc, snap):
                 self._matches[tid] = doc["timestamp_ms"]
                 if tid in self._missing:
                     self._missing.remove(tid)

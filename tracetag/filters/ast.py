@@ -42,7 +42,9 @@ def quote_string(text: str) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """``kind`` is ``tag``, ``metadata`` or ``attribute`` (or ``unknown`` until validated)."""
+    """``kind`` is ``tag``, ``metadata``, ``attribute``, ``span`` (key ``name``, ``type``,
+    ``status``, ``content`` or ``attributes.K``), ``assessment`` (``feedback.X``,
+    ``expectation.X``) or ``prompt`` (or ``unknown`` until validated)."""
 
     kind: str
     key: str
@@ -52,6 +54,15 @@ class Field:
     def __str__(self) -> str:
         if self.kind == "attribute":
             return self.key
+        if self.kind == "prompt":
+            return "prompt"
+        if self.kind == "span" and self.key.startswith("attributes."):
+            name = self.key[len("attributes.") :]
+            return f"span.attributes.{name if _PLAIN_KEY.match(name) else f'`{name}`'}"
+        if self.kind in ("span", "assessment"):
+            path = f"span.{self.key}" if self.kind == "span" else self.key
+            prefix, _, name = path.partition(".")
+            return f"{prefix}.{name if _PLAIN_KEY.match(name) else f'`{name}`'}"
         prefix = {"tag": "tags", "metadata": "metadata"}.get(self.kind, self.kind)
         if _PLAIN_KEY.match(self.key):
             return f"{prefix}.{self.key}"
@@ -212,3 +223,24 @@ def depth(node: Node) -> int:
         elif isinstance(n, Not):
             stack.append((n.item, d + 1))
     return deepest
+
+
+def is_span_condition(node: Node) -> bool:
+    """A comparison on a span field: it holds or not per span, not per trace."""
+    f = getattr(node, "field", None)
+    return isinstance(f, Field) and f.kind == "span"
+
+
+def has_span_conditions(node: Node | None) -> bool:
+    if node is None:
+        return False
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, And | Or):
+            stack.extend(n.items)
+        elif isinstance(n, Not):
+            stack.append(n.item)
+        elif is_span_condition(n):
+            return True
+    return False

@@ -18,6 +18,7 @@ from ..errors import InvalidInput
 from . import ast as A
 from .fields import NUMERIC_ATTRIBUTES, parse_iso_ms
 from .patterns import compile_like, compile_rlike
+from .spans import span_getter
 
 __all__ = [
     "Predicate",
@@ -28,6 +29,17 @@ __all__ = [
 ]
 
 Predicate = Callable[[dict[str, Any]], bool | None]
+SpansOf = Callable[[dict[str, Any]], list[dict[str, Any]]]
+
+
+class Ctx:
+    """What compiling needs besides the node: ``now()`` and how to read a trace's spans."""
+
+    def __init__(self, now: int, spans_of: SpansOf | None):
+        self.now = now
+        self.spans_of = spans_of
+
+
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -54,6 +66,13 @@ def now_ms() -> int:
 
 def field_getter(f: A.Field) -> Callable[[dict[str, Any]], Any]:
     key = f.key
+    if f.kind == "span":
+        return span_getter(key)  # over a span dict, not the trace's
+    if f.kind == "assessment":
+        # tracetag stores no assessments: every feedback / expectation is absent (IS NULL).
+        return lambda d: None
+    if f.kind == "prompt":
+        return _linked_prompts
     if f.kind == "tag":
         return lambda d: d["tags"].get(key)
     if f.kind == "metadata":
@@ -68,6 +87,32 @@ def field_getter(f: A.Field) -> Callable[[dict[str, Any]], Any]:
     if key == "run_id":
         return lambda d: d["metadata"].get("mlflow.sourceRun")
     return lambda d: d.get(key)
+
+
+def _linked_prompts(d: dict[str, Any]) -> Any:
+    """The ``name/version`` of each prompt linked to the trace (MLflow's tag
+    ``mlflow.linkedPrompts``, a JSON list of {name, version}); absent when there are none."""
+    raw = d["tags"].get("mlflow.linkedPrompts")
+    if not raw:
+        return None
+    try:
+        links = orjson.loads(raw)
+        return _PromptSet(f"{p['name']}/{p['version']}" for p in links)
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+
+
+class _PromptSet(frozenset[str]):
+    """Several linked prompts: ``prompt = 'a/1'`` holds when any of them is ``a/1``."""
+
+    def __eq__(self, other: object) -> bool:
+        return other in self if isinstance(other, str) else frozenset.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return frozenset.__hash__(self)
 
 
 def _as_number(value: Any) -> float | None:
@@ -113,12 +158,20 @@ def _junction(parts: list[Predicate], decisive: bool) -> Predicate:
     return junction
 
 
-def _compile_junction(node: A.And | A.Or, now: int) -> Predicate:
-    return _junction([_compile(i, now) for i in node.items], isinstance(node, A.Or))
+def _compile_junction(node: A.And | A.Or, ctx: Ctx) -> Predicate:
+    if isinstance(node, A.Or):
+        return _junction([_compile(i, ctx) for i in node.items], True)
+    # AND: its span conditions are one group (one span must satisfy them all), checked last,
+    # so that spans are read only for traces the trace-level conditions let through.
+    spans = [i for i in node.items if A.is_span_condition(i)]
+    parts = [_compile(i, ctx) for i in node.items if not A.is_span_condition(i)]
+    if spans:
+        parts.append(_exists(spans, ctx))
+    return _junction(parts, False)
 
 
-def _compile_not(node: A.Not, now: int) -> Predicate:
-    inner = _compile(node.item, now)
+def _compile_not(node: A.Not, ctx: Ctx) -> Predicate:
+    inner = _compile(node.item, ctx)
 
     def not_(d: dict[str, Any]) -> bool | None:
         r = inner(d)
@@ -127,14 +180,14 @@ def _compile_not(node: A.Not, now: int) -> Predicate:
     return not_
 
 
-def _compile_is_null(node: A.IsNull, now: int) -> Predicate:
+def _compile_is_null(node: A.IsNull, ctx: Ctx) -> Predicate:
     get = field_getter(node.field)
     if node.negated:
         return lambda d: get(d) is not None
     return lambda d: get(d) is None
 
 
-def _compile_like(node: A.Like, now: int) -> Predicate:
+def _compile_like(node: A.Like, ctx: Ctx) -> Predicate:
     get = field_getter(node.field)
     if node.op == "RLIKE":
         match = compile_rlike(node.pattern.value)
@@ -151,10 +204,10 @@ def _compile_like(node: A.Like, now: int) -> Predicate:
     return like
 
 
-def _compile_compare(node: A.Compare, now: int) -> Predicate:
+def _compile_compare(node: A.Compare, ctx: Ctx) -> Predicate:
     get = field_getter(node.field)
     op = _OPS[node.op]
-    lit = _literal(node.field, node.value, now)
+    lit = _literal(node.field, node.value, ctx.now)
     if _numeric_compare(node.field, node.value):
 
         def num_cmp(d: dict[str, Any]) -> bool | None:
@@ -170,10 +223,10 @@ def _compile_compare(node: A.Compare, now: int) -> Predicate:
     return cmp
 
 
-def _compile_in(node: A.InList, now: int) -> Predicate:
+def _compile_in(node: A.InList, ctx: Ctx) -> Predicate:
     get = field_getter(node.field)
     numeric = _numeric_compare(node.field, node.values[0])
-    values = frozenset(_literal(node.field, v, now) for v in node.values)
+    values = frozenset(_literal(node.field, v, ctx.now) for v in node.values)
     negated = node.negated
 
     def in_(d: dict[str, Any]) -> bool | None:
@@ -188,7 +241,7 @@ def _compile_in(node: A.InList, now: int) -> Predicate:
 
 
 # One compiler per node type: a new node type is one function and one entry here.
-_COMPILERS: dict[type, Callable[[Any, int], Predicate]] = {
+_COMPILERS: dict[type, Callable[[Any, Ctx], Predicate]] = {
     A.And: _compile_junction,
     A.Or: _compile_junction,
     A.Not: _compile_not,
@@ -199,17 +252,56 @@ _COMPILERS: dict[type, Callable[[Any, int], Predicate]] = {
 }
 
 
-def _compile(node: A.Node, now: int) -> Predicate:
+def _on_span(node: A.Node, ctx: Ctx) -> Predicate:
+    """A span condition compiled as a predicate over one span dict."""
+    compiler = _COMPILERS[type(node)]
+    return compiler(node, ctx)
+
+
+def _exists(nodes: list[A.Node], ctx: Ctx) -> Predicate:
+    """True when some span of the trace satisfies every one of ``nodes`` (see .spans)."""
+    conditions = [_on_span(n, ctx) for n in nodes]
+    spans_of = ctx.spans_of
+    if spans_of is None:
+        raise ValueError("span conditions need the trace's spans (spans_of)")
+
+    def exists(d: dict[str, Any]) -> bool:
+        return any(all(c(s) is True for c in conditions) for s in spans_of(d))
+
+    return exists
+
+
+def _compile(node: A.Node, ctx: Ctx) -> Predicate:
+    if A.is_span_condition(node):
+        return _exists([node], ctx)
     compiler = _COMPILERS.get(type(node))
     if compiler is None:
         raise TypeError(f"not a filter node: {node!r}")
-    return compiler(node, now)
+    return compiler(node, ctx)
 
 
-def compile_filter(node: A.Node | None, now: int | None = None) -> Predicate:
+def compile_filter(
+    node: A.Node | None, now: int | None = None, spans_of: SpansOf | None = None
+) -> Predicate:
+    """``node`` as a predicate over info documents. ``spans_of(doc)`` reads a trace's spans,
+    needed when the filter has span conditions; each trace's spans are read at most once."""
     if node is None:
         return lambda d: True
-    return _compile(node, now_ms() if now is None else now)
+    cached = _last_spans(spans_of) if spans_of is not None else None
+    return _compile(node, Ctx(now_ms() if now is None else now, cached))
+
+
+def _last_spans(spans_of: SpansOf) -> SpansOf:
+    """``spans_of`` remembering the last trace's spans (several span groups, one read)."""
+    last: list[Any] = [None, None]
+
+    def spans(d: dict[str, Any]) -> list[dict[str, Any]]:
+        if last[0] is not d:
+            last[0], last[1] = d, spans_of(d)
+        result: list[dict[str, Any]] = last[1]
+        return result
+
+    return spans
 
 
 def required_bytes(node: A.Node | None) -> list[bytes]:
@@ -229,6 +321,7 @@ def required_bytes(node: A.Node | None) -> list[bytes]:
         and isinstance(node.value, A.String)
         and not (node.field.kind == "attribute" and node.field.key in NUMERIC_ATTRIBUTES)
         and node.field.key not in ("run_id", "end_time_ms")
+        and node.field.kind in ("tag", "metadata", "attribute")
     ):
         return [orjson.dumps(node.value.value)]
     return []

@@ -11,9 +11,12 @@ from typing import Any
 from . import ast as A
 
 __all__ = [
+    "ASSESSMENT_PREFIXES",
     "ATTRIBUTES",
     "LIKELY",
     "NUMERIC_ATTRIBUTES",
+    "SPAN_FIELDS",
+    "SPAN_STATUS_VALUES",
     "STATUS_VALUES",
     "TIME_ATTRIBUTES",
     "duration_of",
@@ -59,6 +62,7 @@ LIKELY = {
     "id": "trace_id",
     "experiment": "experiment_id",
     "trace_name": "name",
+    "text": "trace.text",
 }
 TIME_ATTRIBUTES = {"timestamp_ms", "end_time_ms"}
 _PREFIXES = {
@@ -80,16 +84,44 @@ def unquote(text: str) -> str:
     return re.sub(r"\\([\\" + quote + "])", r"\1", body)
 
 
+SPAN_FIELDS = ("name", "type", "status", "content")
+SPAN_STATUS_VALUES = ("OK", "ERROR", "UNSET")
+ASSESSMENT_PREFIXES = ("feedback", "expectation")
+
+
+def _unquoted(key: str) -> str:
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
+        return key[1:-1]
+    return key
+
+
+def _span_field(key: str, pos: int, raw: str) -> A.Field:
+    """``span.name`` ... ``span.attributes.`mlflow.spanType``` (names are case-sensitive, as
+    in MLflow)."""
+    if key.startswith("attributes."):
+        return A.Field("span", "attributes." + _unquoted(key[len("attributes.") :]), pos, raw)
+    return A.Field("span", key, pos, raw)
+
+
 def parse_field(raw: str, pos: int = 0) -> A.Field:
-    """``tags.service.name`` -> Field('tag', 'service.name'); bare names are attributes."""
+    """``tags.service.name`` -> Field('tag', 'service.name'); bare names are attributes;
+    ``span.*``, ``trace.text`` and ``span.content`` are span fields (kind ``span``),
+    ``feedback.X`` / ``expectation.X`` assessments, ``prompt`` the trace's linked prompts."""
     m = _FIELD_RE.match(raw)
     if not m:
         return A.Field("unknown", raw, pos, raw)
     prefix, key = m.group(1), m.group(2)
     if key is None:
+        if prefix == "prompt":
+            return A.Field("prompt", "", pos, raw)
         return A.Field("attribute", ATTRIBUTES.get(prefix.lower(), prefix), pos, raw)
-    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
-        key = key[1:-1]
+    if prefix == "span":
+        return _span_field(key, pos, raw)
+    if prefix in ("trace", "attributes", "attribute") and key == "text":
+        return A.Field("span", "content", pos, raw)
+    if prefix in ASSESSMENT_PREFIXES:
+        return A.Field("assessment", f"{prefix}.{_unquoted(key)}", pos, raw)
+    key = _unquoted(key)
     kind = _PREFIXES.get(prefix.lower())
     if kind is None:
         return A.Field("unknown", raw, pos, raw)

@@ -20,6 +20,8 @@ from .fields import (
     ATTRIBUTES,
     LIKELY,
     NUMERIC_ATTRIBUTES,
+    SPAN_FIELDS,
+    SPAN_STATUS_VALUES,
     STATUS_VALUES,
     TIME_ATTRIBUTES,
     parse_field,
@@ -231,6 +233,54 @@ def _check_field(f: A.Field, text: str) -> None:
         raise _err(f"empty key after '{f.raw.split('.', 1)[0]}.'", text, f.pos + len(f.raw))
     if f.kind == "attribute" and f.key not in ATTRIBUTES.values():
         raise _err(unknown_attribute(f.key), text, f.pos)
+    if f.kind == "span":
+        name = f.key.removeprefix("attributes.")
+        if f.key not in SPAN_FIELDS and not (f.key.startswith("attributes.") and name):
+            raise _err(
+                f"unknown span field {f.key!r}; use span.name, span.type, span.status, "
+                "span.attributes.KEY or trace.text",
+                text,
+                f.pos,
+            )
+    if f.kind == "assessment" and not f.key.partition(".")[2]:
+        raise _err(f"empty name after '{f.key}'", text, f.pos + len(f.raw))
+
+
+# What each kind of span field can be compared with (MLflow's rules, plus NOT LIKE).
+_SPAN_OPS = {"=", "!=", "IN", "NOT IN", "LIKE", "ILIKE", "RLIKE"}
+_TEXT_OPS = {"LIKE", "ILIKE"}
+
+
+def _check_span_op(f: A.Field, op: str, text: str, pos: int) -> None:
+    allowed = _TEXT_OPS if f.key == "content" else _SPAN_OPS
+    if op.removeprefix("NOT ") not in allowed and op not in allowed:
+        shown = ", ".join(sorted(allowed))
+        what = "trace.text" if f.key == "content" else str(f)
+        raise _err(f"{what} takes {shown}, not {op}", text, pos)
+
+
+def _check_special(node: A.Node, text: str) -> None:
+    """Span fields, assessments and prompt take their own comparisons."""
+    f: A.Field = node.field  # type: ignore[union-attr]
+    if isinstance(node, A.IsNull):
+        if f.kind == "span":
+            raise _err(f"{f} takes no IS NULL (a span condition holds on some span)", text, f.pos)
+        return
+    op = node.op if isinstance(node, A.Compare | A.Like) else "IN"
+    if isinstance(node, A.InList) and node.negated:
+        op = "NOT IN"
+    if f.kind == "span":
+        _check_span_op(f, op.removeprefix("NOT ") if isinstance(node, A.Like) else op, text, f.pos)
+        values = node.values if isinstance(node, A.InList) else [getattr(node, "value", None)]
+        for v in values:
+            if v is not None and not isinstance(v, A.String):
+                raise _err(f"{f} compares with quoted strings", text, v.pos)
+            if f.key == "status" and isinstance(v, A.String) and v.value not in SPAN_STATUS_VALUES:
+                raise _err(f"span.status is one of {', '.join(SPAN_STATUS_VALUES)}", text, v.pos)
+    if f.kind == "prompt":
+        v = getattr(node, "value", None)
+        if op != "=" or not isinstance(v, A.String) or v.value.count("/") != 1:
+            raise _err("prompt takes = 'name/version'", text, f.pos)
 
 
 def unknown_attribute(name: str) -> str:
@@ -303,9 +353,14 @@ def validate(node: A.Node, text: str) -> None:
         validate(node.item, text)
     elif isinstance(node, A.Compare):
         _check_field(node.field, text)
-        _check_value(node.field, node.op, node.value, text)
+        if node.field.kind in ("span", "prompt"):
+            _check_special(node, text)
+        elif node.field.kind != "assessment":
+            _check_value(node.field, node.op, node.value, text)
     elif isinstance(node, A.Like):
         _check_field(node.field, text)
+        if node.field.kind in ("span", "prompt"):
+            _check_special(node, text)
         if node.field.kind == "attribute" and node.field.key in NUMERIC_ATTRIBUTES:
             raise _err(
                 f"{node.op} needs a text field, {node.field} is a number", text, node.field.pos
@@ -327,7 +382,12 @@ def validate(node: A.Node, text: str) -> None:
         kinds = {type(v) for v in node.values}
         if len(kinds) > 1 and not kinds <= {A.Number, A.Duration}:
             raise _err("IN values must all be strings or all numbers", text, node.pos)
-        for v in node.values:
-            _check_value(node.field, "=", v, text)
+        if node.field.kind in ("span", "prompt"):
+            _check_special(node, text)
+        elif node.field.kind != "assessment":
+            for v in node.values:
+                _check_value(node.field, "=", v, text)
     elif isinstance(node, A.IsNull):
         _check_field(node.field, text)
+        if node.field.kind in ("span", "prompt"):
+            _check_special(node, text)

@@ -1,0 +1,71 @@
+"""Span fields in filters: what ``span.name``, ``span.attributes.model`` and ``trace.text`` read
+from a span, and how span conditions combine.
+
+The rule (MLflow's, extended to OR and NOT): the span conditions that are joined by AND in one
+group must all hold on the same span, and the group holds for a trace when at least one of its
+spans satisfies them (SQL's EXISTS, so a group is true or false, never unknown). Each operand of
+OR and NOT is its own group: ``span.name = 'a' OR span.type = 'LLM'`` means "some span is named
+a, or some span is an LLM span"; ``NOT span.status = 'ERROR'`` means "no span has status ERROR".
+Trace-level conditions in the same AND are checked first, so spans are read only for traces that
+pass them.
+
+``trace.text`` (alias ``span.content``, ``attributes.text``) is a span's text: its name, type,
+status and status message, its inputs and outputs, its attributes (keys and values) and its
+events (names and attributes), the structured parts as compact JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+__all__ = ["LIFTED_ATTRIBUTES", "span_getter", "span_text"]
+
+# MLflow keeps these as span attributes; tracetag lifts them into the span's own fields on
+# import, so span.attributes.`mlflow.spanType` reads the span's type.
+LIFTED_ATTRIBUTES = {
+    "mlflow.spanType": "span_type",
+    "mlflow.spanInputs": "inputs",
+    "mlflow.spanOutputs": "outputs",
+}
+_TEXT = "_tracetag_text"  # where a span dict caches its text while a filter runs
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def span_text(span: dict[str, Any]) -> str:
+    """The text ``trace.text`` searches in one span (computed once per loaded span)."""
+    cached = span.get(_TEXT)
+    if cached is None:
+        parts = [span.get("name"), span.get("span_type"), span.get("status")]
+        parts.append(span.get("status_message"))
+        parts += [_as_text(span.get("inputs")), _as_text(span.get("outputs"))]
+        if span.get("attributes"):
+            parts.append(_as_text(span["attributes"]))
+        for e in span.get("events") or []:
+            parts += [e.get("name"), _as_text(e.get("attributes") or None)]
+        cached = span[_TEXT] = "\n".join(p for p in parts if p)
+    return str(cached)
+
+
+def span_getter(key: str) -> Callable[[dict[str, Any]], Any]:
+    """The value a span field reads from a span dict (None when the span has none)."""
+    if key == "name":
+        return lambda s: s.get("name")
+    if key == "type":
+        return lambda s: s.get("span_type")
+    if key == "status":
+        return lambda s: s.get("status")
+    if key == "content":
+        return span_text
+    name = key.removeprefix("attributes.")
+    lifted = LIFTED_ATTRIBUTES.get(name)
+    if lifted is not None:
+        return lambda s: _as_text(s.get(lifted))
+    return lambda s: _as_text((s.get("attributes") or {}).get(name))
