@@ -217,3 +217,34 @@ def test_mlflows_refused_or_is_tracetags_extension(conformance_client):
     assert none_error == {t.info.trace_id for t in TRACES} - _spans_where(
         lambda s: s.status == "ERROR"
     )
+
+
+# -- explain and statistics by span --------------------------------------------------------
+
+
+def test_explain_shows_the_span_groups(cli, conformance_store):
+    out = cli(
+        "search", "--explain", "-f", "status = 'ERROR' AND span.name = 'a' AND span.type = 'LLM'"
+    ).stdout
+    lines = [line.strip() for line in out.splitlines()]
+    i = lines.index("SOME SPAN (one span satisfies all of)")
+    assert lines[i + 1 : i + 3] == ["Compare: span.name = 'a'", "Compare: span.type = 'LLM'"]
+    assert lines.index("Compare: status = 'ERROR'") < i  # trace-level first
+
+
+def test_stats_by_span_type_are_span_latencies(cli, conformance_store):
+    import json as json_module
+
+    data = json_module.loads(cli("stats", "-g", "span.type", "-x", "1", "-o", "json").stdout)
+    assert data["unit"] == "span"
+    spans = [s for t in TRACES if t.info.experiment_id == "1" for s in t.spans]
+    by_type: dict[str, list[float]] = {}
+    for s in spans:
+        by_type.setdefault(s.span_type, []).append(s.duration_ms)
+    got = {g["group"][0]: g for g in data["groups"]}
+    assert set(got) == set(by_type)
+    for kind, durations in by_type.items():
+        durations.sort()
+        assert got[kind]["count"] == len(durations)
+        assert got[kind]["max_ms"] == durations[-1]
+        assert got[kind]["p50_ms"] == durations[max(1, -(-len(durations) // 2)) - 1]

@@ -48,17 +48,60 @@ def nearest_rank(sorted_values: Sequence[float], p: float) -> float | None:
 class GroupStats:
     group_names: list[str]
     rows: list[dict[str, Any]]
+    unit: str = "trace"  # what a row counts: traces, or spans when grouped by a span field
 
 
 def _group_field(text: str) -> Any:
     f = parse_field(text.strip())
-    if f.kind == "unknown" or (f.kind == "attribute" and f.key not in ATTRIBUTES.values()):
+    bad_attribute = f.kind == "attribute" and f.key not in ATTRIBUTES.values()
+    if f.kind in ("unknown", "assessment", "prompt") or bad_attribute or f.key == "content":
         raise FilterSyntaxError(
-            f"cannot group by {text!r}: use tags.KEY, metadata.KEY or an attribute", text, 0
+            f"cannot group by {text!r}: use tags.KEY, metadata.KEY, an attribute, span.name, "
+            "span.type, span.status or span.attributes.KEY",
+            text,
+            0,
         )
     if f.kind in ("tag", "metadata") and not f.key:
         raise FilterSyntaxError(f"cannot group by {text!r}: empty key", text, len(text))
     return f
+
+
+class _Groups:
+    """Counts, errors and durations per group key."""
+
+    def __init__(self) -> None:
+        self.durations: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        self.counts: Counter[tuple[str, ...]] = Counter()
+        self.errors: Counter[tuple[str, ...]] = Counter()
+
+    def add(self, key: tuple[str, ...], error: bool, duration: float | None) -> None:
+        self.counts[key] += 1
+        self.errors[key] += error
+        if duration is not None:
+            self.durations[key].append(duration)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for key, n in self.counts.items():
+            ds = sorted(self.durations.get(key, []))
+            rows.append(
+                {
+                    "group": list(key),
+                    "count": n,
+                    "errors": self.errors[key],
+                    "error_rate": self.errors[key] / n,
+                    "mean_ms": (sum(ds) / len(ds)) if ds else None,
+                    "p50_ms": nearest_rank(ds, 50),
+                    "p95_ms": nearest_rank(ds, 95),
+                    "p99_ms": nearest_rank(ds, 99),
+                    "max_ms": ds[-1] if ds else None,
+                }
+            )
+        return rows
+
+
+def _value(v: Any) -> str:
+    return NONE_GROUP if v is None else str(v)
 
 
 def group_stats(
@@ -68,36 +111,26 @@ def group_stats(
     experiment_ids: Iterable[str] | None = None,
     sort: str = "count",
 ) -> GroupStats:
+    """Per group of traces, or, when a ``span.*`` key is among ``group_by``, per group of
+    spans: then ``count`` counts spans, ``errors`` spans with status ERROR, and the
+    percentiles are of span durations (per-span-type latency with ``span.type``)."""
     if sort not in SORTS:
         raise InvalidQuery(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
     fields = [_group_field(g) for g in group_by]
-    getters = [field_getter(f) for f in fields]
-    durations: dict[tuple, list[float]] = defaultdict(list)
-    counts: Counter[tuple] = Counter()
-    errors: Counter[tuple] = Counter()
+    getters = [(f.kind == "span", field_getter(f)) for f in fields]
+    per_span = any(on_span for on_span, _g in getters)
+    groups = _Groups()
     for doc in select(snapshot, parse_filter(filter_string), experiment_ids):
-        key = tuple(NONE_GROUP if (v := g(doc)) is None else str(v) for g in getters)
-        counts[key] += 1
-        if doc.get("status") == "ERROR":
-            errors[key] += 1
-        if doc.get("execution_time_ms") is not None:
-            durations[key].append(doc["execution_time_ms"])
-    rows: list[dict[str, Any]] = []
-    for key, n in counts.items():
-        ds = sorted(durations.get(key, []))
-        rows.append(
-            {
-                "group": list(key),
-                "count": n,
-                "errors": errors[key],
-                "error_rate": errors[key] / n,
-                "mean_ms": (sum(ds) / len(ds)) if ds else None,
-                "p50_ms": nearest_rank(ds, 50),
-                "p95_ms": nearest_rank(ds, 95),
-                "p99_ms": nearest_rank(ds, 99),
-                "max_ms": ds[-1] if ds else None,
-            }
-        )
+        if not per_span:
+            key = tuple(_value(g(doc)) for _s, g in getters)
+            groups.add(key, doc.get("status") == "ERROR", doc.get("execution_time_ms"))
+            continue
+        for span in snapshot.spans(doc):
+            key = tuple(_value(g(span) if on_span else g(doc)) for on_span, g in getters)
+            end, start = span.get("end_time_ns"), span.get("start_time_ns") or 0
+            took = None if end is None else (end - start) / 1e6
+            groups.add(key, span.get("status") == "ERROR", took)
+    rows = groups.rows()
     if sort == "group":
         rows.sort(key=lambda r: [natural_key(g) for g in r["group"]])
     else:
@@ -108,7 +141,7 @@ def group_stats(
             return (-(v if v is not None else -math.inf), r["group"])
 
         rows.sort(key=by_col)
-    return GroupStats([str(f) for f in fields], rows)
+    return GroupStats([str(f) for f in fields], rows, "span" if per_span else "trace")
 
 
 def tag_keys(

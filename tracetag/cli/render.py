@@ -405,7 +405,12 @@ def stats(result: Any, fmt: str, color: bool, header: bool = True) -> None:
         ]
         for r in data
     ]
-    whole = {"group_by": result.group_names, "percentiles": "nearest-rank", "groups": data}
+    whole = {
+        "group_by": result.group_names,
+        "unit": result.unit,
+        "percentiles": "nearest-rank",
+        "groups": data,
+    }
     dispatch(
         fmt,
         json=lambda: write_json(whole),
@@ -441,7 +446,7 @@ def _stats_table(result: Any, color: bool) -> None:
     table(names, pretty, color, right=numbers, drop=drop)
     total = sum(r["count"] for r in data)
     groups = plural(len(data), "group")
-    err(f"{plural(total, 'trace')} in {groups}; percentiles are nearest-rank")
+    err(f"{plural(total, result.unit)} in {groups}; percentiles are nearest-rank")
 
 
 def lint_findings(findings: Sequence[Any], fmt: str, color: bool) -> None:

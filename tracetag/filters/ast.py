@@ -202,13 +202,28 @@ Node = Compare | Like | InList | IsNull | And | Or | Not
 
 
 def tree(node: Node, indent: str = "") -> str:
-    """An indented outline of the parsed filter, for ``--explain`` and test failures."""
-    if isinstance(node, And | Or):
-        head = f"{indent}{type(node).__name__.upper()}"
-        return "\n".join([head, *(tree(i, indent + "  ") for i in node.items)])
+    """An indented outline of the parsed filter, for ``--explain`` and test failures. Span
+    conditions show how they are evaluated: each group as ``SOME SPAN`` (one span must satisfy
+    every condition in it), checked after the trace-level conditions of the same AND."""
+    if isinstance(node, And):
+        spans = [i for i in node.items if is_span_condition(i)]
+        rest = [tree(i, indent + "  ") for i in node.items if not is_span_condition(i)]
+        if spans:
+            rest.append(_some_span(spans, indent + "  "))
+        return "\n".join([f"{indent}AND", *rest])
+    if isinstance(node, Or):
+        return "\n".join([f"{indent}OR", *(tree(i, indent + "  ") for i in node.items)])
     if isinstance(node, Not):
         return f"{indent}NOT\n{tree(node.item, indent + '  ')}"
+    if is_span_condition(node):
+        return _some_span([node], indent)
     return f"{indent}{type(node).__name__}: {node}"
+
+
+def _some_span(nodes: list[Node], indent: str) -> str:
+    lines = [f"{indent}SOME SPAN (one span satisfies all of)"]
+    lines += [f"{indent}  {type(n).__name__}: {n}" for n in nodes]
+    return "\n".join(lines)
 
 
 def depth(node: Node) -> int:
