@@ -392,6 +392,55 @@ def regex_section() -> list[tuple[str, str, str]]:
     return rows
 
 
+SPAN_FILTERS = [
+    "span.type = 'LLM' AND tags.environment = 'production'",
+    "trace.text LIKE '%question 29%'",
+]
+SPAN_FLOOR = """
+import sys, orjson
+n = 0
+for line in open(sys.argv[1], 'rb'):
+    n += len(orjson.loads(line[9:])['spans'])
+print(n)
+"""
+
+
+def with_more_spans(traces: list[tuple[dict, list[dict]]]) -> list[tuple[dict, list[dict]]]:
+    """The same traces with 2 to 5 spans each (0 to 3 retrievals added under the root)."""
+    out = []
+    for i, (doc, spans) in enumerate(traces):
+        extra = [
+            {
+                **spans[1],
+                "span_id": f"{i:08x}{k:08x}",
+                "parent_id": spans[0]["span_id"],
+                "name": f"retrieve_{k}",
+                "span_type": "RETRIEVER",
+                "attributes": {"index": "kb"},
+                "inputs": {"query": f"lookup {i}"},
+                "outputs": [{"doc_id": f"d{k}"}],
+            }
+            for k in range(i % 4)
+        ]
+        out.append((doc, spans + extra))
+    return out
+
+
+def span_section(tmp: Path, traces: list[tuple[dict, list[dict]]], repeat: int) -> list:
+    """Span filters next to a floor that reads and parses every span record once."""
+    store_path = tmp / "spans.json"
+    build_store(store_path, with_more_spans(traces))
+    spans_file = store_path.with_name("spans.json-spans")
+    floor = median_time([sys.executable, "-c", SPAN_FLOOR, str(spans_file)], repeat)
+    rows = [("floor: read and parse every span record once", f"{floor:.3f} s", "1.00x")]
+    for flt in SPAN_FILTERS:
+        t = median_time(tracetag_cmd(store_path, "search", "-f", flt, "--all", "-o", "ids"), repeat)
+        rows.append(
+            (f'search -f "{flt}"', f"{t:.3f} s", f"{t / floor:.2f}x span floor (target <= 1.5x)")
+        )
+    return rows
+
+
 def main() -> None:
     # Measure the package as installed: with bytecode, as pip leaves site-packages.
     import compileall
@@ -562,6 +611,7 @@ def main() -> None:
         )
 
         rows += regex_section()
+        rows += span_section(tmp, traces, max(3, args.repeat // 2))
         if not args.no_mlflow:
             rows += mlflow_section(tmp, args.mlflow_traces)
     finally:

@@ -65,7 +65,8 @@ class Selection:
             return lambda _d: True
         from .filters import compile_filter
 
-        return compile_filter(self.node, self._now, spans_of=snap.spans)
+        record_of = getattr(snap, "span_record", None)
+        return compile_filter(self.node, self._now, spans_of=snap.spans, record_of=record_of)
 
     def _in_experiments(self, doc: dict) -> bool:
         return self._exps is None or doc["experiment_id"] in self._exps

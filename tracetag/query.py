@@ -232,7 +232,9 @@ def _select_raw(
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
     rows: Iterator[tuple[dict[str, Any], bytes | None]] = snapshot.select_raw(
-        compile_filter(node, now, spans_of=snapshot.spans),
+        compile_filter(
+            node, now, spans_of=snapshot.spans, record_of=getattr(snapshot, "span_record", None)
+        ),
         required=required_bytes(node),
         experiment_ids=None if experiment_ids is None else {str(e) for e in experiment_ids},
         progress=progress,

@@ -18,7 +18,7 @@ from ..errors import InvalidInput
 from . import ast as A
 from .fields import NUMERIC_ATTRIBUTES, parse_iso_ms
 from .patterns import compile_like, compile_rlike
-from .spans import span_getter
+from .spans import required_in_record, span_getter
 
 __all__ = [
     "Predicate",
@@ -32,12 +32,17 @@ Predicate = Callable[[dict[str, Any]], bool | None]
 SpansOf = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
-class Ctx:
-    """What compiling needs besides the node: ``now()`` and how to read a trace's spans."""
+RecordOf = Callable[[dict[str, Any]], bytes]
 
-    def __init__(self, now: int, spans_of: SpansOf | None):
+
+class Ctx:
+    """What compiling needs besides the node: ``now()``, how to read a trace's spans, and
+    (optionally) their raw record, to skip traces that cannot match without parsing."""
+
+    def __init__(self, now: int, spans_of: SpansOf | None, record_of: RecordOf | None = None):
         self.now = now
         self.spans_of = spans_of
+        self.record_of = record_of
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -261,11 +266,20 @@ def _on_span(node: A.Node, ctx: Ctx) -> Predicate:
 def _exists(nodes: list[A.Node], ctx: Ctx) -> Predicate:
     """True when some span of the trace satisfies every one of ``nodes`` (see .spans)."""
     conditions = [_on_span(n, ctx) for n in nodes]
-    spans_of = ctx.spans_of
+    spans_of, record_of = ctx.spans_of, ctx.record_of
     if spans_of is None:
         raise ValueError("span conditions need the trace's spans (spans_of)")
+    exact, folded = required_in_record(nodes) if record_of is not None else ([], [])
 
     def exists(d: dict[str, Any]) -> bool:
+        if record_of is not None and (exact or folded):
+            raw = record_of(d)
+            if not all(b in raw for b in exact):
+                return False
+            if folded:
+                low = raw.lower()
+                if not all(b in low for b in folded):
+                    return False
         return any(all(c(s) is True for c in conditions) for s in spans_of(d))
 
     return exists
@@ -281,14 +295,19 @@ def _compile(node: A.Node, ctx: Ctx) -> Predicate:
 
 
 def compile_filter(
-    node: A.Node | None, now: int | None = None, spans_of: SpansOf | None = None
+    node: A.Node | None,
+    now: int | None = None,
+    spans_of: SpansOf | None = None,
+    record_of: RecordOf | None = None,
 ) -> Predicate:
     """``node`` as a predicate over info documents. ``spans_of(doc)`` reads a trace's spans,
-    needed when the filter has span conditions; each trace's spans are read at most once."""
+    needed when the filter has span conditions (each trace's spans are read at most once);
+    ``record_of(doc)``, the raw bytes they are stored as, lets traces that lack a required
+    word be skipped unparsed."""
     if node is None:
         return lambda d: True
     cached = _last_spans(spans_of) if spans_of is not None else None
-    return _compile(node, Ctx(now_ms() if now is None else now, cached))
+    return _compile(node, Ctx(now_ms() if now is None else now, cached, record_of))
 
 
 def _last_spans(spans_of: SpansOf) -> SpansOf:

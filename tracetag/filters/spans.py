@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["LIFTED_ATTRIBUTES", "span_getter", "span_text"]
+__all__ = ["LIFTED_ATTRIBUTES", "required_in_record", "span_getter", "span_text"]
 
 # MLflow keeps these as span attributes; tracetag lifts them into the span's own fields on
 # import, so span.attributes.`mlflow.spanType` reads the span's type.
@@ -69,3 +69,56 @@ def span_getter(key: str) -> Callable[[dict[str, Any]], Any]:
     if lifted is not None:
         return lambda s: _as_text(s.get(lifted))
     return lambda s: _as_text((s.get("attributes") or {}).get(name))
+
+
+def _literals(pattern: str) -> list[str]:
+    """The literal runs of a LIKE pattern (between ``%`` and ``_``, escapes resolved)."""
+    runs, cur, i = [], [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            cur.append(pattern[i + 1])
+            i += 2
+            continue
+        if c in "%_":
+            runs.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    runs.append("".join(cur))
+    return [r for r in runs if len(r) >= 3]
+
+
+def _as_record_bytes(text: str) -> bytes | None:
+    """How ``text`` appears inside a span record (JSON written by orjson), when it appears
+    verbatim: no quote, backslash or control character, which JSON would escape."""
+    encoded = orjson.dumps(text)[1:-1]
+    return encoded if encoded == text.encode() else None
+
+
+def required_in_record(nodes: list[Any]) -> tuple[list[bytes], list[bytes]]:
+    """Byte strings a trace's span record must contain for some span to satisfy all of
+    ``nodes`` (the record holds every span, so each one's needs add up): (exact, lower-cased
+    ASCII). A cheap test before the record is parsed; an empty answer means "parse anyway"."""
+    from . import ast as A
+
+    exact: list[bytes] = []
+    folded: list[bytes] = []
+    for n in nodes:
+        if isinstance(n, A.Compare) and n.op == "=" and isinstance(n.value, A.String):
+            found = _as_record_bytes(n.value.value)
+            if found:
+                exact.append(found)
+        elif isinstance(n, A.Like) and not n.negated and n.op in ("LIKE", "ILIKE"):
+            for run in _literals(n.pattern.value):
+                found = _as_record_bytes(run)
+                if found is None:
+                    continue
+                if n.op == "LIKE":
+                    exact.append(found)
+                elif found.isascii() and not set(found.lower()) & set(b"ks"):
+                    # ILIKE folds like RE2: k and s also match the Kelvin sign and the long s,
+                    # which no byte comparison sees, so a run holding them is no requirement.
+                    folded.append(found.lower())
+    return exact, folded

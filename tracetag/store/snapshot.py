@@ -19,16 +19,16 @@ if TYPE_CHECKING:
 DEFAULT_EXPERIMENT = {"experiment_id": "0", "name": "Default", "creation_time_ms": 0}
 
 
-def read_spans_at(path: Path, doc: dict, fh: Any) -> list[dict]:
-    """The spans of ``doc`` from the span file ``path`` (``fh``: that file, already open)."""
+def read_spans_at(path: Path, doc: dict, fh: Any, raw: bytes | None = None) -> list[dict]:
+    """The spans of ``doc`` from the span file ``path`` (``fh``: that file, already open;
+    ``raw``: its record, when the caller has already read it)."""
     loc = doc.get("spans_at")
     if not loc:
         return []
     try:
-        if fh is None:
-            fh = open(path, "rb")  # noqa: SIM115 - only reached when the file is missing
-        fh.seek(loc[0])
-        rec = decode_record(fh.read(loc[1]).rstrip(b"\n"))
+        if raw is None:
+            raw = read_span_record(path, loc, fh)
+        rec = decode_record(raw.rstrip(b"\n"))
         if rec.get("trace_id") != doc["trace_id"]:
             raise ValueError("another trace's spans")
     except (OSError, ValueError):
@@ -36,6 +36,14 @@ def read_spans_at(path: Path, doc: dict, fh: Any) -> list[dict]:
             f"{path}: damaged span file, spans of {doc['trace_id']} unreadable"
         ) from None
     return rec["spans"]
+
+
+def read_span_record(path: Path, loc: list[int], fh: Any) -> bytes:
+    if fh is None:
+        fh = open(path, "rb")  # noqa: SIM115 - only reached when the file is missing
+    fh.seek(loc[0])
+    data: bytes = fh.read(loc[1])
+    return data
 
 
 def size_mismatch(path: Path, actual: int, expected: int) -> StoreCorrupted:
@@ -55,6 +63,7 @@ class Snapshot:
         self.spans_path = store.spans_path_for(base.meta)
         # Opened now, so that a vacuum replacing the span file cannot pull it from under us.
         self._spans_fh: Any = None
+        self._last_record: tuple[Any, bytes] = (None, b"")
         with contextlib.suppress(OSError):
             self._spans_fh = open(self.spans_path, "rb")  # noqa: SIM115 - see close()
 
@@ -155,7 +164,21 @@ class Snapshot:
         return sorted(exps.values(), key=lambda e: (len(e["experiment_id"]), e["experiment_id"]))
 
     def spans(self, doc: dict) -> list[dict]:
-        return read_spans_at(self.spans_path, doc, self._spans_fh)
+        raw = self._last_record[1] if self._last_record[0] is doc else None
+        return read_spans_at(self.spans_path, doc, self._spans_fh, raw)
+
+    def span_record(self, doc: dict) -> bytes:
+        """The bytes of ``doc``'s span record, unchecked: span filters look for required text
+        in them before anything is parsed (and :meth:`spans` then reuses them)."""
+        loc = doc.get("spans_at")
+        if not loc:
+            return b""
+        try:
+            raw = read_span_record(self.spans_path, loc, self._spans_fh)
+        except OSError:
+            return b""  # spans() reports the damage
+        self._last_record = (doc, raw)
+        return raw
 
 
 def snapshot_version(snap: Snapshot) -> tuple[int, int | None, int] | None:
