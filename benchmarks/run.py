@@ -401,6 +401,8 @@ import sys, orjson
 n = 0
 for line in open(sys.argv[1], 'rb'):
     n += len(orjson.loads(line[9:])['spans'])
+if len(sys.argv) > 2:  # and the trace infos, which any search scans first
+    n += len(orjson.loads(open(sys.argv[2], 'rb').read()))
 print(n)
 """
 
@@ -611,7 +613,7 @@ def main() -> None:
         )
 
         rows += regex_section()
-        rows += span_section(tmp, traces, max(3, args.repeat // 2))
+        rows += span_section(tmp, traces, infos, max(3, args.repeat // 2))
         if not args.no_mlflow:
             rows += mlflow_section(tmp, args.mlflow_traces)
     finally:

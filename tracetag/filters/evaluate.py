@@ -280,8 +280,11 @@ def _exists(nodes: list[A.Node], ctx: Ctx) -> Predicate:
                 low = raw.lower()
                 if not all(b in low for b in folded):
                     return False
+        if single is not None:
+            return any(single(s) is True for s in spans_of(d))
         return any(all(c(s) is True for c in conditions) for s in spans_of(d))
 
+    single = conditions[0] if len(conditions) == 1 else None
     return exists
 
 
