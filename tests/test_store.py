@@ -535,7 +535,7 @@ def test_durability_level_from_environment(store_path, monkeypatch, cli):
     runtime.reset()  # a process opens its stores once; this test plays two processes
     result = cli("experiments", "list")
     assert result.exit_code == 2
-    assert "durability must be 'full' or 'process', not 'sometimes'" in result.stderr
+    assert "durability must be 'full', 'process' or 'batched', not 'sometimes'" in result.stderr
 
 
 def test_unwritable_folder_is_one_line_not_a_traceback(tmp_path, cli):

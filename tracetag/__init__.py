@@ -42,6 +42,8 @@ _LAZY = {
     "MlflowClient": ".api",
     "PagedList": ".api",
     "set_store": ".fluent",
+    "flush": ".recorder",
+    "set_durability": ".recorder",
     "set_tracking_uri": ".fluent",
     "get_client": ".fluent",
     "search_traces": ".fluent",
@@ -93,11 +95,13 @@ __all__ = [
     "create_experiment",
     "delete_trace_tag",
     "delete_traces",
+    "flush",
     "get_client",
     "get_current_active_span",
     "get_last_active_trace_id",
     "get_trace",
     "search_traces",
+    "set_durability",
     "set_experiment",
     "set_store",
     "set_trace_tag",
@@ -126,6 +130,7 @@ if TYPE_CHECKING:
         set_tracking_uri,
     )
     from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
+    from .recorder import flush, set_durability
     from .store import Store
     from .tracing import (
         get_current_active_span,

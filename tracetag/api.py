@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from . import recorder
 from .backend import Backend, ReadView, open_backend
 from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
 from .model import Span, Trace, TraceData, TraceInfo, doc_to_trace, trace_to_doc
@@ -86,6 +87,8 @@ class TracetagClient:
     # -- reading -------------------------------------------------------------------------------
 
     def snapshot(self) -> ReadView:
+        """A view of the store that includes every trace this process has recorded."""
+        recorder.flush()
         return self.store.snapshot()
 
     def search_traces(
@@ -144,7 +147,7 @@ class TracetagClient:
         if run_id is not None:
             by_run = A.Compare(A.Field("attribute", "run_id"), "=", A.String(run_id))
             node = by_run if node is None else A.And((node, by_run))
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             if experiment_ids is not None:
                 known = {e["experiment_id"] for e in snap.experiments()}
                 for e in experiment_ids:
@@ -166,7 +169,7 @@ class TracetagClient:
         live = tracing.live_trace(trace_id)
         if live is not None:
             return live.to_trace()
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             doc = snap.require(trace_id)
             spans = [Span.from_dict(s) for s in snap.spans(doc)]
         return Trace(TraceInfo.from_dict(doc), TraceData(spans))
@@ -250,8 +253,9 @@ class TracetagClient:
     ) -> TagReport:
         """Apply a plan's per-trace changes in one atomic write (planned without the lock)."""
         if dry_run:
-            with self.store.snapshot() as snap:
+            with self.snapshot() as snap:
                 return plan.plan(snap)
+        recorder.flush()  # traces this process recorded are there to be changed
 
         def record_of(report: TagReport) -> dict | None:
             if strict and not report.ok:
@@ -318,8 +322,9 @@ class TracetagClient:
                 )
                 node = older if node is None else A.And((node, older))
         plan = DeletePlan(Selection(ids, node, exps), max_traces, dry_run)
+        recorder.flush()
         if dry_run:
-            with self.store.snapshot() as snap:
+            with self.snapshot() as snap:
                 return plan.plan(snap)
 
         def record_of(report: DeleteReport) -> dict | None:
@@ -334,7 +339,7 @@ class TracetagClient:
     # -- analysis and upkeep: everything the CLI does goes through the client ----------------
 
     def get_tags(self, trace_id: str) -> dict[str, str]:
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             tags: dict[str, str] = snap.require(trace_id)["tags"]
             return tags
 
@@ -348,7 +353,7 @@ class TracetagClient:
         """Count, errors, error rate and nearest-rank duration percentiles per group."""
         from .analytics import group_stats
 
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             return group_stats(snap, list(group_by), filter_string, experiment_ids, sort)
 
     def tag_keys(
@@ -356,7 +361,7 @@ class TracetagClient:
     ) -> list[dict[str, Any]]:
         from .analytics import tag_keys
 
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             return tag_keys(snap, filter_string, experiment_ids)
 
     def tag_values(
@@ -367,7 +372,7 @@ class TracetagClient:
     ) -> list[dict[str, Any]]:
         from .analytics import tag_values
 
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             return tag_values(snap, key, filter_string, experiment_ids)
 
     def lint(
@@ -379,7 +384,7 @@ class TracetagClient:
         """Findings of the naming guidelines (see :mod:`tracetag.lint`)."""
         from .lint import lint_store
 
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             return lint_store(snap, config, filter_string, experiment_ids)
 
     def fix_lint(
@@ -420,14 +425,14 @@ class TracetagClient:
         return self.store.create_experiment(name)
 
     def list_experiments(self) -> list[dict]:
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             exps = snap.experiments()
             counts = Counter(d["experiment_id"] for d in snap.iter_docs())
         return [{**e, "traces": counts.get(e["experiment_id"], 0)} for e in exps]
 
     def resolve_experiment_ids(self, values: Iterable[str]) -> list[str]:
         """Experiment ids for ids or names (an id wins); an unknown one is an error."""
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             exps = snap.experiments()
         ids = {e["experiment_id"] for e in exps}
         by_name = {e["name"]: e["experiment_id"] for e in exps}
@@ -439,11 +444,11 @@ class TracetagClient:
         return out
 
     def get_experiment_by_name(self, name: str) -> dict | None:
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             return next((e for e in snap.experiments() if e["name"] == name), None)
 
     def get_experiment(self, experiment_id: str) -> dict:
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             for e in snap.experiments():
                 if e["experiment_id"] == str(experiment_id):
                     return e
@@ -463,7 +468,7 @@ class TracetagClient:
         from .interop import parse_traces
 
         parsed = parse_traces(data, source, skip_invalid=skip_invalid)
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             known = {e["experiment_id"] for e in snap.experiments()}
         now = int(time.time() * 1000)
         new_exps = sorted({t.info.experiment_id for t in parsed.traces} - known)
@@ -493,7 +498,7 @@ class TracetagClient:
         from .query import select
 
         n = 0
-        with self.store.snapshot() as snap:
+        with self.snapshot() as snap:
             for doc in select(snap, _parse(filter_string), experiment_ids):
                 spans = [Span.from_dict(s) for s in snap.spans(doc)]
                 out.write(orjson.dumps(Trace(TraceInfo.from_dict(doc), TraceData(spans)).to_dict()))

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from . import runtime
-from .errors import InvalidInput, StoreLocked
+from . import recorder, runtime
+from .errors import InvalidInput
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo, new_trace_id, trace_to_doc
 from .schema import MAX_PREVIEW, deeper_than
 from .tags import validate_key, validate_value
@@ -316,7 +316,7 @@ class _GroupCommit:
                     by_store.setdefault(st, []).append((it, tk))
                 for st, entries in by_store.items():
                     try:
-                        _put_patiently(st, [it for it, _tk in entries])
+                        recorder.put_patiently(st, [it for it, _tk in entries])
                     except Exception as e:
                         for _it, tk in entries:
                             tk["error"] = e
@@ -324,21 +324,6 @@ class _GroupCommit:
                         tk["done"] = True
         if ticket["error"] is not None:
             raise ticket["error"]
-
-
-def _put_patiently(store: Any, items: list[tuple[dict, list[dict]]]) -> None:
-    """Store finished traces; a lock held long by another process (a big compaction, say) is
-    waited out rather than the traces dropped."""
-    for attempt in range(10):
-        try:
-            store.put_traces(items, count_replaced=False)
-            return
-        except StoreLocked:
-            if attempt == 9:
-                raise
-            log.warning(
-                "tracetag: the store is busy; still waiting to record %d traces", len(items)
-            )
 
 
 _COMMITS = _GroupCommit()
@@ -373,7 +358,11 @@ def _finish(live: _LiveTrace, end_ns: int) -> None:
         runtime.live_traces().pop(live.trace_id, None)
     runtime.set_last_trace_id(live.trace_id)
     try:
-        _COMMITS.submit(runtime.default_store(), trace_to_doc(trace_obj))
+        item = trace_to_doc(trace_obj)
+        if recorder.durability() == "batched":
+            recorder.submit(runtime.default_store(), item)
+        else:
+            _COMMITS.submit(runtime.default_store(), item)
     except Exception as e:  # never break the traced application
         log.warning("could not store trace %s: %s", live.trace_id, e)
 
