@@ -27,6 +27,7 @@ import atexit
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -143,11 +144,23 @@ class _Writer:
 _WRITER = _Writer()
 _HOOKS = threading.Lock()
 _hooked = False
+_exiting = False
 
 
 def submit(store: Any, item: tuple[dict, list[dict]]) -> None:
-    """Queue a finished trace for the background writer."""
+    """Queue a finished trace for the background writer; once the interpreter is exiting
+    (exit hooks, finalizers of abandoned generators) write it here instead, since no writer
+    thread would get to it."""
+    if _exiting or sys.is_finalizing():
+        put_patiently(store, [item])
+        return
     _WRITER.submit(store, item)
+
+
+def _flush_at_exit() -> None:
+    global _exiting
+    _exiting = True
+    flush()
 
 
 def pending() -> int:
@@ -182,7 +195,7 @@ def _hooks_once() -> None:
         if _hooked:
             return
         _hooked = True
-        atexit.register(flush)
+        atexit.register(_flush_at_exit)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)
         try:

@@ -46,9 +46,23 @@ class _State:
         self.last_trace_id: str | None = None
         self.live: dict[str, Any] = {}  # trace id -> the trace being recorded
         self.warned: set[str] = set()
+        self.default_cache: tuple[tuple[str | None, str | None], Store] | None = None
 
 
 _STATE = _State()
+
+
+def _after_fork_in_child() -> None:
+    # A child must not share its parent's Store objects: their locks (a flock on an open file,
+    # a threading lock another thread may have held at the fork) belong to the parent.
+    _STATE.stores = {}
+    _STATE.default_cache = None
+    _STATE.lock = threading.Lock()
+    _STATE.live_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def reset() -> None:
@@ -73,7 +87,15 @@ def store_for(path: str | os.PathLike[str] | None) -> Store:
 
 
 def default_store() -> Store:
-    return store_for(None)
+    """The default store, resolved once per choice: recording asks for it on every trace, and
+    resolving a path (symbolic links, file type) costs system calls."""
+    key = (_STATE.default_path, os.environ.get("TRACETAG_STORE"))
+    cached = _STATE.default_cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    store = store_for(None)
+    _STATE.default_cache = (key, store)
+    return store
 
 
 def set_default_store(path: str | os.PathLike[str] | None) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "check_info",
     "check_trace",
     "deeper_than",
+    "encode_spans",
     "valid_experiment_id",
     "valid_trace_id",
 ]
@@ -122,12 +123,19 @@ def deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def check_trace(doc: dict[str, Any], spans: list[dict[str, Any]]) -> None:
-    """An info document and its spans, as the store will write them."""
+def check_trace(doc: dict[str, Any], spans: list[dict[str, Any]], encode: bool = True) -> None:
+    """An info document and its spans, as the store will write them. ``encode=False`` leaves
+    the spans to :func:`encode_spans` (the store encodes them once, and that is the check)."""
     check_info(doc)
+    if encode:
+        encode_spans(doc["trace_id"], spans)
+
+
+def encode_spans(trace_id: str, spans: list[dict[str, Any]]) -> bytes:
+    """The spans as the JSON the span file holds, or :class:`InvalidInput` saying why not."""
     if deeper_than(spans, MAX_JSON_DEPTH):
-        raise InvalidInput(f"spans of {doc['trace_id']} nest deeper than {MAX_JSON_DEPTH} levels")
+        raise InvalidInput(f"spans of {trace_id} nest deeper than {MAX_JSON_DEPTH} levels")
     try:
-        orjson.dumps(spans)
+        return orjson.dumps({"trace_id": trace_id, "spans": spans})
     except (orjson.JSONEncodeError, TypeError) as e:
-        raise InvalidInput(f"spans of {doc['trace_id']} do not encode as JSON ({e})") from None
+        raise InvalidInput(f"spans of {trace_id} do not encode as JSON ({e})") from None

@@ -15,7 +15,6 @@ import functools
 import inspect
 import logging
 import math
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,7 +25,16 @@ import orjson
 
 from . import recorder, runtime
 from .errors import InvalidInput
-from .model import Span, SpanEvent, Trace, TraceData, TraceInfo, new_trace_id, trace_to_doc
+from .model import (
+    Span,
+    SpanEvent,
+    Trace,
+    TraceData,
+    TraceInfo,
+    new_span_id,
+    new_trace_id,
+    trace_to_doc,
+)
 from .schema import MAX_PREVIEW, deeper_than
 from .tags import validate_key, validate_value
 
@@ -192,7 +200,7 @@ class LiveSpan:
         start_time_ns: int | None = None,
     ):
         self._trace = trace
-        self.span_id = secrets.token_hex(8)
+        self.span_id = new_span_id()
         self.parent_id = parent.span_id if parent else None
         self.name = name if isinstance(name, str) else _repr(name)
         self.span_type = span_type if isinstance(span_type, str) else _repr(span_type)
@@ -426,6 +434,8 @@ def start_span(
 
 
 def _bound_inputs(sig: inspect.Signature | None, args: tuple, kwargs: dict) -> Any:
+    if not args and not kwargs:
+        return {}  # nothing to bind (and binding costs more than the rest of a span)
     if sig is None:
         return {"args": list(args), "kwargs": kwargs} if args or kwargs else {}
     try:

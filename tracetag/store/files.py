@@ -88,7 +88,11 @@ def atomic_write(path: Path, chunks: Iterable[bytes]) -> tuple[int, int]:
 
 def encode_record(obj: Any) -> bytes:
     """One checksummed line: 8 hex digits of CRC-32, a space, compact JSON, newline."""
-    body = orjson.dumps(obj)
+    return record_line(orjson.dumps(obj))
+
+
+def record_line(body: bytes) -> bytes:
+    """A record line around JSON already encoded."""
     return b"%08x " % zlib.crc32(body) + body + b"\n"
 
 

@@ -35,9 +35,9 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidInput, StoreCorrupted, StoreError, StoreLocked
-from ..schema import check_trace
+from ..schema import check_trace, encode_spans
 from .base import BaseFile, layout, loads_doc
-from .files import atomic_write, decode_record, encode_record, fsync_dir, write_all
+from .files import atomic_write, decode_record, encode_record, fsync_dir, record_line, write_all
 from .journal import JOURNAL_VERSION, Overlay, read_journal, touched_ids
 from .lock import LOCK_TIMEOUT_S, ProcessLock
 from .paths import PRIVATE_DIR, create_file, file_mode, orphan_files, resolve_store_path
@@ -81,6 +81,7 @@ class Store:
         self.compact_bytes = compact_bytes
         self._mutex = threading.RLock()
         self._process_lock: ProcessLock | None = None
+        self._lock_pid = os.getpid()
         self._validated: tuple | None = None
         self._overlay: Overlay | None = None
         self._index: tuple[tuple, dict[str, tuple[int, int]]] | None = None
@@ -156,8 +157,11 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
 
     def _lock(self) -> ProcessLock:
-        if self._process_lock is None:
+        # flock belongs to an open file: a forked child that used its parent's descriptor would
+        # share the parent's lock and write beside it. Each process opens the lock file itself.
+        if self._process_lock is None or self._lock_pid != os.getpid():
             self._process_lock = ProcessLock(self.lock_path)
+            self._lock_pid = os.getpid()
         return self._process_lock
 
     @contextlib.contextmanager
@@ -344,9 +348,13 @@ class Store:
 
     def append_spans(self, snap: Snapshot, items: list[tuple[str, list[dict]]]) -> list[list[int]]:
         """Append span payloads (call under the write lock); returns ``[offset, length]`` each."""
-        if not items:
-            return []
         lines = [encode_record({"trace_id": tid, "spans": spans}) for tid, spans in items]
+        return self.append_span_lines(snap, lines)
+
+    def append_span_lines(self, snap: Snapshot, lines: list[bytes]) -> list[list[int]]:
+        """Append encoded span records (see :meth:`append_spans`)."""
+        if not lines:
+            return []
         mode = file_mode(self.path)
         fd = create_file(snap.spans_path, mode, os.O_WRONLY | os.O_APPEND)
         try:
@@ -377,13 +385,16 @@ class Store:
         """
 
         for doc, spans in items:
-            check_trace(doc, spans)  # before the lock: a bad document never reaches the files
+            check_trace(doc, spans, encode=False)
+        # Encoded once, before the lock: the encoding is the check that spans are JSON, and
+        # a bad document never reaches the files.
+        lines = [record_line(encode_spans(doc["trace_id"], spans)) for doc, spans in items]
         with self.transaction() as tx:
             for op in extra_ops:
                 tx.append(op)
             ids = (doc["trace_id"] for doc, _spans in items)
             existing = tx.snapshot.get_many(ids) if count_replaced else {}
-            locs = tx.append_spans([(doc["trace_id"], spans) for doc, spans in items])
+            locs = tx.append_span_lines(lines)
             for (doc, _spans), loc in zip(items, locs, strict=True):
                 tx.append({"op": "put", "doc": {**doc, "spans_at": loc}})
             return len(items) - len(existing), len(existing)

@@ -32,6 +32,10 @@ class Transaction:
         """Write span payloads now; returns where each landed (``[offset, length]``)."""
         return self.store.append_spans(self.snapshot, items)
 
+    def append_span_lines(self, lines: list[bytes]) -> list[list[int]]:
+        """Write span records already encoded (``files.record_line``)."""
+        return self.store.append_span_lines(self.snapshot, lines)
+
     def changed_since(self, version: tuple[int, int | None, int] | None) -> set[str] | None:
         """Trace ids changed after a snapshot's ``version`` (None: cannot tell, plan again)."""
         return self.store.changed_since(version)
