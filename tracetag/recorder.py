@@ -88,7 +88,8 @@ class _Writer:
             while len(self.queue) >= MAX_PENDING:
                 self.cond.wait()  # back-pressure: wait, never drop
             self.queue.append((store, item))
-            self.cond.notify_all()
+            if len(self.queue) == 1:
+                self.cond.notify_all()  # the writer sleeps only on an empty queue
 
     def _start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="tracetag-writer", daemon=True)

@@ -157,6 +157,31 @@ class _LiveTrace:
             for k in deletes:
                 self.tags.pop(k, None)
 
+    def to_docs(self, end_ns: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """What the store keeps (``trace_to_doc(self.to_trace())``), built directly: this runs
+        in the traced call, once per trace."""
+        root = self.spans[0] if self.spans else None
+        with self.lock:
+            info = {
+                "trace_id": self.trace_id,
+                "experiment_id": self.experiment_id,
+                "name": root.name if root else None,
+                "timestamp_ms": self.start_ns // 1_000_000,
+                "execution_time_ms": None
+                if end_ns is None
+                else round((end_ns - self.start_ns) / 1e6),
+                "status": self.status if end_ns is not None else "IN_PROGRESS",
+                "tags": dict(self.tags),
+                "metadata": dict(self.metadata),
+                "request_preview": self.request_preview
+                or (_preview(root.inputs) if root else None),
+                "response_preview": self.response_preview
+                or (_preview(root.outputs) if root else None),
+                "client_request_id": self.client_request_id,
+            }
+            spans = [s.to_dict() for s in self.spans]
+        return info, spans
+
     def to_trace(self, end_ns: int | None = None) -> Trace:
         root = self.spans[0] if self.spans else None
         duration = None
@@ -280,6 +305,23 @@ class LiveSpan:
         if self.parent_id is None:
             _finish(self._trace, self.end_time_ns)
 
+    def to_dict(self) -> dict[str, Any]:
+        """``self.to_span().to_dict()``, without the intermediate object."""
+        return {
+            "span_id": self.span_id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "span_type": self.span_type,
+            "start_time_ns": self.start_time_ns,
+            "end_time_ns": self.end_time_ns,
+            "status": self.status,
+            "status_message": self.status_message,
+            "attributes": dict(self.attributes),
+            "events": [e.to_dict() for e in self.events],
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+        }
+
     def to_span(self) -> Span:
         return Span(
             span_id=self.span_id,
@@ -361,12 +403,11 @@ def _register_exit_hook() -> None:
 
 
 def _finish(live: _LiveTrace, end_ns: int) -> None:
-    trace_obj = live.to_trace(end_ns)
     with runtime.live_lock():
         runtime.live_traces().pop(live.trace_id, None)
     runtime.set_last_trace_id(live.trace_id)
     try:
-        item = trace_to_doc(trace_obj)
+        item = live.to_docs(end_ns)
         if recorder.durability() == "batched":
             recorder.submit(runtime.default_store(), item)
         else:
