@@ -33,7 +33,6 @@ from .model import (
     TraceInfo,
     new_span_id,
     new_trace_id,
-    trace_to_doc,
 )
 from .schema import MAX_PREVIEW, deeper_than
 from .tags import validate_key, validate_value
@@ -339,46 +338,6 @@ class LiveSpan:
         )
 
 
-class _GroupCommit:
-    """Durable writes from many threads with few fsyncs.
-
-    Each finished trace joins a queue; whichever thread next holds the writer mutex writes
-    every queued trace in one store write and marks them done. A caller returns only once its
-    own trace is on disk, so nothing is ever dropped, and a burst from N threads costs about
-    one write per turn of the mutex instead of one per trace.
-    """
-
-    def __init__(self) -> None:
-        self._queue: list[tuple[Any, tuple[dict, list[dict]], dict]] = []
-        self._queue_lock = threading.Lock()
-        self._writer = threading.Lock()
-
-    def submit(self, store: Any, item: tuple[dict, list[dict]]) -> None:
-        ticket: dict = {"done": False, "error": None}
-        with self._queue_lock:
-            self._queue.append((store, item, ticket))
-        with self._writer:
-            if not ticket["done"]:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                by_store: dict[Any, list] = {}
-                for st, it, tk in batch:
-                    by_store.setdefault(st, []).append((it, tk))
-                for st, entries in by_store.items():
-                    try:
-                        recorder.put_patiently(st, [it for it, _tk in entries])
-                    except Exception as e:
-                        for _it, tk in entries:
-                            tk["error"] = e
-                    for _it, tk in entries:
-                        tk["done"] = True
-        if ticket["error"] is not None:
-            raise ticket["error"]
-
-
-_COMMITS = _GroupCommit()
-
-
 def _flush_unfinished() -> None:
     """At interpreter exit, store traces whose root span never ended (an abandoned generator,
     a killed task) as IN_PROGRESS rather than losing what they recorded."""
@@ -387,7 +346,7 @@ def _flush_unfinished() -> None:
         runtime.live_traces().clear()
     for trace_ in live:
         try:
-            _COMMITS.submit(runtime.default_store(), trace_to_doc(trace_.to_trace()))
+            recorder.write_now(runtime.default_store(), trace_.to_docs())
         except Exception as e:
             log.warning("could not store unfinished trace %s: %s", trace_.trace_id, e)
 
@@ -411,7 +370,7 @@ def _finish(live: _LiveTrace, end_ns: int) -> None:
         if recorder.durability() == "batched":
             recorder.submit(runtime.default_store(), item)
         else:
-            _COMMITS.submit(runtime.default_store(), item)
+            recorder.write_now(runtime.default_store(), item)
     except Exception as e:  # never break the traced application
         log.warning("could not store trace %s: %s", live.trace_id, e)
 
