@@ -23,6 +23,7 @@ __all__ = [
     "doc_to_trace",
     "new_span_id",
     "new_trace_id",
+    "span_dict",
     "trace_to_doc",
 ]
 
@@ -53,6 +54,25 @@ class SpanEvent:
         return cls(d["name"], int(d.get("timestamp_ns") or 0), dict(d.get("attributes") or {}))
 
 
+def span_dict(span: Any) -> dict[str, Any]:
+    """The JSON form of a span: of a :class:`Span`, or of a span still being recorded (whose
+    attributes are copied, since its owner may go on changing them)."""
+    return {
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "span_type": span.span_type,
+        "start_time_ns": span.start_time_ns,
+        "end_time_ns": span.end_time_ns,
+        "status": span.status,
+        "status_message": span.status_message,
+        "attributes": span.attributes if isinstance(span, Span) else dict(span.attributes),
+        "events": [e.to_dict() for e in span.events],
+        "inputs": span.inputs,
+        "outputs": span.outputs,
+    }
+
+
 @dataclass
 class Span:
     span_id: str
@@ -69,20 +89,7 @@ class Span:
     outputs: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "span_id": self.span_id,
-            "parent_id": self.parent_id,
-            "name": self.name,
-            "span_type": self.span_type,
-            "start_time_ns": self.start_time_ns,
-            "end_time_ns": self.end_time_ns,
-            "status": self.status,
-            "status_message": self.status_message,
-            "attributes": self.attributes,
-            "events": [e.to_dict() for e in self.events],
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-        }
+        return span_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Span:

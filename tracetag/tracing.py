@@ -33,6 +33,7 @@ from .model import (
     TraceInfo,
     new_span_id,
     new_trace_id,
+    span_dict,
 )
 from .schema import MAX_PREVIEW, deeper_than
 from .tags import validate_key, validate_value
@@ -306,20 +307,7 @@ class LiveSpan:
 
     def to_dict(self) -> dict[str, Any]:
         """``self.to_span().to_dict()``, without the intermediate object."""
-        return {
-            "span_id": self.span_id,
-            "parent_id": self.parent_id,
-            "name": self.name,
-            "span_type": self.span_type,
-            "start_time_ns": self.start_time_ns,
-            "end_time_ns": self.end_time_ns,
-            "status": self.status,
-            "status_message": self.status_message,
-            "attributes": dict(self.attributes),
-            "events": [e.to_dict() for e in self.events],
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-        }
+        return span_dict(self)
 
     def to_span(self) -> Span:
         return Span(
