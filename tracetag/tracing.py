@@ -158,8 +158,8 @@ class _LiveTrace:
                 self.tags.pop(k, None)
 
     def to_docs(self, end_ns: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """What the store keeps (``trace_to_doc(self.to_trace())``), built directly: this runs
-        in the traced call, once per trace."""
+        """What the store keeps, as dicts: this runs in the traced call, once per trace, so it
+        builds no model objects on the way."""
         root = self.spans[0] if self.spans else None
         with self.lock:
             info = {
@@ -183,27 +183,9 @@ class _LiveTrace:
         return info, spans
 
     def to_trace(self, end_ns: int | None = None) -> Trace:
-        root = self.spans[0] if self.spans else None
-        duration = None
-        if end_ns is not None:
-            duration = round((end_ns - self.start_ns) / 1e6)
-        with self.lock:
-            info = TraceInfo(
-                trace_id=self.trace_id,
-                experiment_id=self.experiment_id,
-                name=root.name if root else None,
-                timestamp_ms=self.start_ns // 1_000_000,
-                execution_time_ms=duration,
-                status=self.status if end_ns is not None else "IN_PROGRESS",
-                tags=dict(self.tags),
-                metadata=dict(self.metadata),
-                request_preview=self.request_preview or (_preview(root.inputs) if root else None),
-                response_preview=self.response_preview
-                or (_preview(root.outputs) if root else None),
-                client_request_id=self.client_request_id,
-            )
-            spans = [s.to_span() for s in self.spans]
-        return Trace(info, TraceData(spans))
+        """The trace as it stands (``get_trace`` of a trace still being recorded)."""
+        info, spans = self.to_docs(end_ns)
+        return Trace(TraceInfo.from_dict(info), TraceData([Span.from_dict(d) for d in spans]))
 
 
 def live_trace(trace_id: str) -> _LiveTrace | None:
@@ -306,24 +288,8 @@ class LiveSpan:
             _finish(self._trace, self.end_time_ns)
 
     def to_dict(self) -> dict[str, Any]:
-        """``self.to_span().to_dict()``, without the intermediate object."""
+        """The span's JSON form, as the store keeps it."""
         return span_dict(self)
-
-    def to_span(self) -> Span:
-        return Span(
-            span_id=self.span_id,
-            name=self.name,
-            parent_id=self.parent_id,
-            span_type=self.span_type,
-            start_time_ns=self.start_time_ns,
-            end_time_ns=self.end_time_ns,
-            status=self.status,
-            status_message=self.status_message,
-            attributes=dict(self.attributes),
-            events=list(self.events),
-            inputs=self.inputs,
-            outputs=self.outputs,
-        )
 
 
 def _flush_unfinished() -> None:
