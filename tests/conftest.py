@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -16,6 +17,9 @@ from tracetag import runtime
 from tracetag.api import TracetagClient
 from tracetag.backend import BACKENDS
 from tracetag.cli import app
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pgcluster  # noqa: E402
 
 HERE = Path(__file__).parent
 CONFORMANCE = HERE / "conformance"
@@ -59,27 +63,84 @@ def _conformance_master(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL server for the session (tests/pgcluster.py). Without PostgreSQL
+    the tests that need it skip, saying why, unless $TRACETAG_REQUIRE_POSTGRES is set (CI)."""
+    cluster, why = pgcluster.start()
+    if cluster is None:
+        if os.environ.get("TRACETAG_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required here: {why}")
+        pytest.skip(why)
+    yield cluster
+    cluster.stop()
+
+
+_DATABASES = itertools.count()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, monkeypatch):
+    """A new, empty database; ``$TRACETAG_STORE`` points at it."""
+    url = pg_cluster.create_database(f"tt_{next(_DATABASES)}")
+    monkeypatch.setenv("TRACETAG_STORE", url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def _pg_conformance_master(pg_cluster, _conformance_master):
+    """The conformance traces copied once into a template database."""
+    url = pg_cluster.create_database("tt_conformance")
+    runtime.reset()
+    source = TracetagClient(_conformance_master / "store.json")
+    target = TracetagClient(url)
+    target.copy_from(source)
+    target.store.close()
+    runtime.reset()
+    return "tt_conformance"
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
     """The name of a registered backend: tests that use the conformance store run against
-    every one (today the local file store; the behavioural suite is the same for all)."""
+    every one (the local file store and PostgreSQL; the behavioural suite is the same)."""
     return request.param
 
 
 @pytest.fixture
-def conformance_store(backend, _conformance_master, store_path):
+def conformance_store(request, backend, _conformance_master, store_path, monkeypatch):
     """A store of ``backend`` holding the 320 conformance traces; ``$TRACETAG_STORE`` points
     at it, so the CLI and the fluent functions use it too."""
     if backend == "local":
-        for f in _conformance_master.iterdir():
-            shutil.copy2(f, store_path.parent / f.name)
-        return store_path
+        return request.getfixturevalue("local_conformance_store")
+    if backend == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        template = request.getfixturevalue("_pg_conformance_master")
+        url = cluster.create_database(f"tt_{next(_DATABASES)}", template=template)
+        monkeypatch.setenv("TRACETAG_STORE", url)
+        return url
     raise AssertionError(f"no conformance fixture for backend {backend!r}")
+
+
+@pytest.fixture
+def local_conformance_store(_conformance_master, store_path):
+    """The conformance traces in a local store, for tests about the local store's files."""
+    for f in _conformance_master.iterdir():
+        shutil.copy2(f, store_path.parent / f.name)
+    return store_path
 
 
 @pytest.fixture
 def conformance_client(conformance_store):
     return TracetagClient(conformance_store)
+
+
+def written(location) -> object:
+    """Something that changes whenever anything is written to the store at ``location``: the
+    local store's files, a database's write count."""
+    if isinstance(location, Path):
+        return {p.name: p.read_bytes() for p in location.parent.glob(location.name + "*")}
+    return TracetagClient(location).info()["writes"]
 
 
 class Cli:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tracetag.api import TracetagClient
 
@@ -44,9 +45,14 @@ def test_store_info_compact_and_check(cli, conformance_store):
     assert info["traces"] == 320 and info["store"] == str(conformance_store)
     cli("tag", "set", "tr-6663f3d7173cfa73b65948ca5fbc00b3", "x=1")
     result = cli("store", "compact")
-    assert result.stdout.startswith("folded 1 journal records")
+    assert result.exit_code == 0
     check = json.loads(cli("store", "check", "-o", "json").stdout)
-    assert check["ok"] and check["traces"] == 320 and check["journal_records"] == 0
+    assert check["ok"] and check["traces"] == 320
+    if isinstance(conformance_store, Path):  # the local store folds its journal
+        assert result.stdout.startswith("folded 1 journal records")
+        assert check["journal_records"] == 0
+    else:
+        assert result.stdout.startswith("analyzed")
     text = cli("store", "check").stdout
     assert text.rstrip().endswith("ok")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 import tracetag
 from tracetag.api import TracetagClient
-from tracetag.store import Store
-from tracetag.store.maintenance import check
+from tracetag.backend import open_backend
 
 from .conftest import TRACES_JSONL
 
@@ -35,10 +35,10 @@ def test_delete_by_id_everywhere_at_once(cli, conformance_store):
         for e in TracetagClient(conformance_store).list_experiments()
     }
     assert exps["1"] == 298
-    store = Store(conformance_store)
-    store.compact()
-    assert set(ids(cli)) == after and check(Store(conformance_store)).ok
-    assert A.encode() not in conformance_store.read_bytes()
+    open_backend(conformance_store).compact()
+    assert set(ids(cli)) == after and TracetagClient(conformance_store).check().ok
+    if isinstance(conformance_store, Path):  # compaction folded the deletion into the base
+        assert A.encode() not in conformance_store.read_bytes()
 
 
 def test_delete_by_filter_needs_confirmation_in_scripts(cli, conformance_store):
@@ -85,13 +85,14 @@ def test_reimport_brings_a_deleted_trace_back_and_vacuum_reclaims(cli, conforman
     production = len(ids(cli, "-f", "tags.environment = 'production'"))
     assert cli("delete", "-f", "tags.environment = 'production'", "-y").exit_code == 0
     assert cli("store", "compact", "--vacuum").exit_code == 0
-    report = check(Store(conformance_store))
-    assert report.ok and report.facts["spans_dead_bytes"] == 0
-    assert report.facts["traces"] == 320 - production
+    report = TracetagClient(conformance_store).check()
+    assert report.ok and report.facts["traces"] == 320 - production
+    if isinstance(conformance_store, Path):  # the vacuum rewrote the span file
+        assert report.facts["spans_dead_bytes"] == 0
 
 
 def test_delete_is_one_write(conformance_store):
-    store = Store(conformance_store)
+    store = open_backend(conformance_store)
     report = TracetagClient(store).delete_traces(filter_string="status = 'OK'")
     assert report.deleted == 272 and store.writes == 1
 

@@ -275,9 +275,7 @@ def test_a_batch_plans_without_holding_the_lock(conformance_client):
     t = threading.Thread(target=batch)
     t.start()
     assert planning.wait(30)
-    Store(client.store.path).write(
-        lambda snap: ({"op": "tag", "ids": [victim], "set": {"batch_me": "yes"}}, None)
-    )
+    TracetagClient(client.store.path).set_trace_tag(victim, "batch_me", "yes")
     release.set()
     t.join(30)
     assert [c.trace_id for c in result["report"].changed] == [victim]

@@ -14,6 +14,7 @@ import pytest
 
 from tracetag import runtime
 from tracetag.api import TracetagClient
+from tracetag.backend import open_backend
 from tracetag.errors import NotAStore, StoreCorrupted
 from tracetag.store import SCHEMA_VERSION, Store, open_tinydb
 from tracetag.store.maintenance import check, repair
@@ -130,7 +131,7 @@ def test_the_library_reads_a_missing_store_as_empty_and_creates_nothing(tmp_path
     ],
 )
 def test_damaged_or_foreign_file_is_refused_and_untouched(
-    store_path, conformance_store, cli, content, kind
+    store_path, local_conformance_store, cli, content, kind
 ):
     good = store_path.read_bytes()
     if content == b"PLACEHOLDER":
@@ -392,20 +393,22 @@ def test_two_processes_recording_300_traces_each(store_path):
     assert all(len(t.data.spans) == 2 for t in traces[:20])
 
 
-def test_cli_subprocess_writes_while_another_reads(store_path, conformance_store):
+def test_cli_subprocess_writes_while_another_reads(conformance_store):
     """A CLI batch in one process and searches in another: readers always see a whole state."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tracetag", "tag", "set", "--filter", "status = 'OK'", "batch=1"],
-        env={**os.environ, "TRACETAG_STORE": str(store_path)},
+        env={**os.environ, "TRACETAG_STORE": str(conformance_store)},
     )
     counts = set()
     reads_while_running = 0
+    store = open_backend(conformance_store)
     while proc.poll() is None:
-        with Store(store_path).snapshot() as snap:
+        with store.snapshot() as snap:
             counts.add(sum(1 for d in snap.iter_docs() if d["tags"].get("batch") == "1"))
         reads_while_running += 1
     assert proc.wait() == 0
-    counts.add(sum(1 for d in _all(Store(store_path)).values() if d["tags"].get("batch") == "1"))
+    with store.snapshot() as snap:
+        counts.add(sum(1 for d in snap.iter_docs() if d["tags"].get("batch") == "1"))
     assert counts <= {0, 272}  # all or nothing, never a partial batch
     # The guard: reads ran while the writer ran and saw the state before the write, so the
     # test did overlap a write (a fast machine that finished first would prove nothing).
@@ -431,7 +434,7 @@ def test_subprocess_error_is_one_line_without_traceback(tmp_path):
     assert err.count("\n") == 1 and "Traceback" not in err and str(bad) in err
 
 
-def test_repair_keeps_backup_of_every_file(store_path, conformance_store):
+def test_repair_keeps_backup_of_every_file(store_path, local_conformance_store):
     before = _files(store_path)
     result = repair(Store(store_path))
     backup = Path(result["backup"])

@@ -16,7 +16,9 @@ from tracetag.errors import InvalidTag, TraceNotFound
 from tracetag.model import Trace, TraceInfo
 from tracetag.store import Store
 
-from .conftest import run_tracetag
+from tracetag.backend import open_backend
+
+from .conftest import run_tracetag, written
 
 A = "tr-6663f3d7173cfa73b65948ca5fbc00b3"
 B = "tr-72cb64eba1502f29d5a590b4fab5f196"
@@ -51,7 +53,7 @@ def test_set_and_delete_fluent_and_client(conformance_store):
 
 
 def test_set_trace_tags_is_one_write(conformance_store):
-    store = Store(conformance_store)
+    store = open_backend(conformance_store)
     TracetagClient(store).set_trace_tags(A, {f"k{i}": str(i) for i in range(50)})
     assert store.writes == 1
 
@@ -109,14 +111,14 @@ def test_tag_set_several_ids_with_unknown_one(cli, conformance_store):
 
 
 def test_tag_set_strict_writes_nothing_on_unknown_id(cli, conformance_store):
-    before = conformance_store.with_name("store.json-journal").read_bytes()
+    before = written(conformance_store)
     result = cli("tag", "set", "--strict", A, MISSING, "batch=1")
     assert result.exit_code == 1 and "nothing written" in result.stderr
-    assert conformance_store.with_name("store.json-journal").read_bytes() == before
+    assert written(conformance_store) == before
 
 
 def test_bad_pair_means_nothing_written(cli, conformance_store):
-    before = conformance_store.with_name("store.json-journal").read_bytes()
+    before = written(conformance_store)
     result = cli("tag", "set", A, "good=1", "bad*key=2")
     assert result.exit_code == 2
     assert result.stderr.startswith(
@@ -124,11 +126,11 @@ def test_bad_pair_means_nothing_written(cli, conformance_store):
     )
     assert cli("tag", "set", A, "x=" + "v" * 8001).exit_code == 2
     assert cli("tag", "set", A).exit_code == 2
-    assert conformance_store.with_name("store.json-journal").read_bytes() == before
+    assert written(conformance_store) == before
 
 
 def test_dry_run_shows_changes_and_writes_nothing(cli, conformance_store):
-    before = conformance_store.with_name("store.json-journal").read_bytes()
+    before = written(conformance_store)
     result = cli("tag", "set", "--dry-run", A, B, "priority=urgent", "new=1")
     assert result.exit_code == 0
     out = result.stdout.splitlines()
@@ -136,7 +138,7 @@ def test_dry_run_shows_changes_and_writes_nothing(cli, conformance_store):
     assert result.stderr == "2 traces would change, 0 unchanged\n"
     result = cli("tag", "delete", "--dry-run", A, "priority")
     assert result.stdout == f"{A}  - priority (was normal)\n"
-    assert conformance_store.with_name("store.json-journal").read_bytes() == before
+    assert written(conformance_store) == before
 
 
 def test_tag_delete_reports_missing_keys(cli, conformance_store):
@@ -247,13 +249,12 @@ def test_tag_edit_applies_difference(cli, tmp_path, conformance_store):
 
 
 def test_tag_edit_unchanged_or_emptied_writes_nothing(cli, tmp_path, conformance_store):
-    journal = conformance_store.with_name("store.json-journal")
-    before = journal.read_bytes()
+    before = written(conformance_store)
     result = cli("tag", "edit", A, env=_editor(tmp_path, "pass"))
     assert result.exit_code == 0 and "no changes" in result.stderr
     result = cli("tag", "edit", A, env=_editor(tmp_path, "open(path, 'w').write('# aborted\\n')"))
     assert result.exit_code == 0 and "no changes" in result.stderr
-    assert journal.read_bytes() == before
+    assert written(conformance_store) == before
 
 
 @pytest.mark.parametrize(
@@ -265,8 +266,7 @@ def test_tag_edit_unchanged_or_emptied_writes_nothing(cli, tmp_path, conformance
     ],
 )
 def test_tag_edit_invalid_content_keeps_the_text(cli, tmp_path, conformance_store, line, message):
-    journal = conformance_store.with_name("store.json-journal")
-    before = journal.read_bytes()
+    before = written(conformance_store)
     body = (
         f"lines = text.splitlines()\nlines.insert(5, {line!r})\n"
         "open(path, 'w').write('\\n'.join(lines))"
@@ -278,7 +278,7 @@ def test_tag_edit_invalid_content_keeps_the_text(cli, tmp_path, conformance_stor
     with open(saved, encoding="utf-8") as f:
         assert line in f.read()
     os.unlink(saved)
-    assert journal.read_bytes() == before
+    assert written(conformance_store) == before
 
 
 def test_tag_edit_keeps_concurrent_change_to_other_keys(tmp_path, conformance_store, cli):

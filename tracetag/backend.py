@@ -36,10 +36,21 @@ class ReadView(Protocol):
         required: list[bytes] | None = None,
         experiment_ids: set[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        node: Any = None,
+        now: int | None = None,
+        order: list[Any] | None = None,
+        limit: int | None = None,
+        after: tuple[Any, ...] | None = None,
     ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
         """Documents for which ``predicate`` is True, with their JSON bytes when the backend
         has them as they are (else None). ``required``: byte strings every match contains, a
-        hint a backend may use to skip documents unparsed."""
+        hint a backend may use to skip documents unparsed.
+
+        Hints a database may push down (all optional to honour): ``node``, the filter AST the
+        predicate was compiled from, with its ``now``; ``order`` (``tracetag.query.OrderKey``s),
+        ``limit`` and ``after`` (a sort key): a backend that honours them returns the first
+        ``limit`` matches after ``after`` in that order. The predicate stays the judge."""
         ...
 
     def iter_docs(self) -> Iterator[dict[str, Any]]: ...
@@ -120,10 +131,27 @@ def _local(location: str | os.PathLike[str] | None) -> Backend:
     return runtime.store_for(location)
 
 
+def _postgres(location: str | os.PathLike[str] | None) -> Backend:
+    from . import runtime
+
+    return runtime.store_for(location)
+
+
 # Backends by name: the behavioural suite (tests/test_backend_contract.py) runs against each.
-BACKENDS: dict[str, Callable[[str | os.PathLike[str] | None], Backend]] = {"local": _local}
+BACKENDS: dict[str, Callable[[str | os.PathLike[str] | None], Backend]] = {
+    "local": _local,
+    "postgresql": _postgres,
+}
+
+
+def backend_kind(location: str | os.PathLike[str] | None) -> str:
+    """Which backend a ``--store`` value names: a ``postgresql://`` URL, else a file."""
+    from .postgres.urls import is_postgres_url
+    from .runtime import chosen_store
+
+    return "postgresql" if is_postgres_url(chosen_store(location)) else "local"
 
 
 def open_backend(location: str | os.PathLike[str] | None) -> Backend:
-    """The backend for a ``--store`` value: a file path (the local store) for now."""
-    return BACKENDS["local"](location)
+    """The backend for a ``--store`` value (None: the default store)."""
+    return BACKENDS[backend_kind(location)](location)

@@ -55,6 +55,8 @@ class Selection:
                 required=required_bytes(self.node),
                 experiment_ids=self._exps,
                 progress=self.progress,
+                node=self.node,
+                now=self._now,
             )
         )
         return selected, []

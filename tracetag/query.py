@@ -21,6 +21,7 @@ import orjson
 from .errors import FilterSyntaxError, InvalidQuery
 from .filters import ast as A
 from .filters import compile_filter, field_getter, parse_field, parse_filter, required_bytes
+from .filters.evaluate import now_ms
 from .filters.fields import ATTRIBUTES, NUMERIC_ATTRIBUTES
 
 if TYPE_CHECKING:
@@ -230,7 +231,9 @@ def _select_raw(
     experiment_ids: Iterable[str] | None = None,
     now: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **pushdown: Any,
 ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    now = now_ms() if now is None else now
     rows: Iterator[tuple[dict[str, Any], bytes | None]] = snapshot.select_raw(
         compile_filter(
             node, now, spans_of=snapshot.spans, record_of=getattr(snapshot, "span_record", None)
@@ -238,6 +241,9 @@ def _select_raw(
         required=required_bytes(node),
         experiment_ids=None if experiment_ids is None else {str(e) for e in experiment_ids},
         progress=progress,
+        node=node,
+        now=now,
+        **pushdown,
     )
     return rows
 
@@ -259,12 +265,16 @@ def search(
     fp = _fingerprint(node, keys, exps)
     raw_of = _raw_key(keys)
     sort_key = _sort_key(keys)
+    after_raw = _decode_token(page_token, fp, keys) if page_token else None
+    pushdown: dict[str, Any] = {"order": keys, "after": after_raw}
+    if max_results is not None:
+        pushdown["limit"] = max_results + 1
     rows: Iterable[tuple[tuple[Any, ...], bytes | dict[str, Any]]] = (
         (sort_key(raw_of(d)), d if raw is None else raw)
-        for d, raw in _select_raw(snapshot, node, exps, now)
+        for d, raw in _select_raw(snapshot, node, exps, now, **pushdown)
     )
-    if page_token:
-        after = sort_key(_decode_token(page_token, fp, keys))
+    if after_raw is not None:
+        after = sort_key(after_raw)
         rows = (r for r in rows if r[0] > after)
     if max_results is None:
         page = sorted(rows, key=lambda r: r[0])

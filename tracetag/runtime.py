@@ -39,14 +39,14 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.live_lock = threading.Lock()
-        self.stores: dict[Path, Store] = {}
+        self.stores: dict[Path | str, Any] = {}
         self.default_path: str | None = None
         self.experiment_id = "0"
         self.experiment_chosen = False
         self.last_trace_id: str | None = None
         self.live: dict[str, Any] = {}  # trace id -> the trace being recorded
         self.warned: set[str] = set()
-        self.default_cache: tuple[tuple[str | None, str | None], Store] | None = None
+        self.default_cache: tuple[tuple[str | None, str | None], Any] | None = None
 
 
 _STATE = _State()
@@ -74,11 +74,29 @@ def reset() -> None:
 # -- stores ------------------------------------------------------------------------------------
 
 
+def chosen_store(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
+    """The store a location means: itself, else the default chosen in this process, else
+    ``$TRACETAG_STORE`` (None: the per-user store)."""
+    return path or _STATE.default_path or os.environ.get("TRACETAG_STORE") or None
+
+
 def store_for(path: str | os.PathLike[str] | None) -> Store:
-    """One Store object per file per process (``None``: the default store)."""
+    """One store object per file or database per process (``None``: the default store)."""
+    from .postgres.urls import is_postgres_url
+
+    chosen = chosen_store(path)
+    if is_postgres_url(chosen):
+        url = str(chosen)
+        with _STATE.lock:
+            store = _STATE.stores.get(url)
+            if store is None:
+                from .postgres import PgStore
+
+                store = _STATE.stores[url] = PgStore(url)
+        return store
     from .store import Store, resolve_store_path
 
-    resolved = resolve_store_path(path or _STATE.default_path).absolute()
+    resolved = resolve_store_path(chosen).absolute()
     with _STATE.lock:
         store = _STATE.stores.get(resolved)
         if store is None:

@@ -80,7 +80,7 @@ class _Group(TyperGroup):
             # The file system said no (a full disk, a read-only folder): one line, no
             # traceback; a store error (exit 3) only when it is about the store's own files.
             where = f"{e.filename}: " if e.filename else ""
-            store = str(_state(ctx).store_file()) if ctx.obj else ""
+            store = str(_state(ctx).store_file() or "") if ctx.obj else ""
             about_store = bool(store) and str(e.filename or "").startswith(store)
             cls = StoreError if about_store else TracetagError
             _fail(cls(f"{where}{e.strerror or e}"))
@@ -168,13 +168,21 @@ app.add_typer(store_app, name="store")
 
 
 class State:
-    def __init__(self, store: Path | None, color: bool):
-        self.store_path = store
+    def __init__(self, store: str | None, color: bool):
+        self.store_path = store or None
         self.color = color
         self.creates = False  # set by the commands that may create the store
         self._client: Any = None
 
-    def store_file(self) -> Path:
+    def is_database(self) -> bool:
+        from ..backend import backend_kind
+
+        return backend_kind(self.store_path) != "local"
+
+    def store_file(self) -> Path | None:
+        """The local store's file (None for a database)."""
+        if self.is_database():
+            return None
         from ..store import resolve_store_path
 
         return resolve_store_path(self.store_path)
@@ -186,8 +194,12 @@ class State:
         if self._client is None:
             from ..api import TracetagClient
             from ..errors import StoreMissing
+            from ..runtime import chosen_store
 
             path = self.store_file()
+            if path is None:
+                self._client = TracetagClient(chosen_store(self.store_path))
+                return self._client
             if not self.creates and not path.exists():
                 raise StoreMissing(path)
             self._client = TracetagClient(path)
@@ -208,12 +220,13 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
-            metavar="PATH",
+            metavar="PATH|URL",
             envvar="TRACETAG_STORE",
-            help="Store file (default: $TRACETAG_STORE, else the per-user data folder).",
+            help="Store file, or a postgresql://user@host/db URL (default: $TRACETAG_STORE, "
+            "else a file in the per-user data folder).",
             show_default=False,
         ),
     ] = None,

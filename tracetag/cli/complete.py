@@ -29,27 +29,37 @@ def script(shell: str) -> str:
     return text.rstrip("\n") + "\n"
 
 
-def _store(ctx: Any) -> Store:
-    return Store(ctx.find_root().params.get("store"))
+def _store(ctx: Any) -> Any:
+    from ..backend import backend_kind, open_backend
+
+    location = ctx.find_root().params.get("store")
+    if backend_kind(location) == "local":
+        return Store(location)  # not the process's cached one: completion runs once and exits
+    return open_backend(location)
 
 
 def trace_ids(ctx: Any, incomplete: str) -> list[str]:
     store = _store(ctx)
     with store.snapshot() as snap:
-        out = [t for t in snap.overlay.puts if t.startswith(incomplete)]
-        out += snap.base.ids_with_prefix(incomplete, MAX_ITEMS)
-        gone = snap.overlay.deleted
+        if not isinstance(store, Store):  # a database answers with its index
+            out, gone = snap.ids_with_prefix(incomplete, MAX_ITEMS), set()
+        else:
+            out = [t for t in snap.overlay.puts if t.startswith(incomplete)]
+            out += snap.base.ids_with_prefix(incomplete, MAX_ITEMS)
+            gone = snap.overlay.deleted
     already = set(ctx.params.get("args") or [])
     return [t for t in dict.fromkeys(out) if t not in already and t not in gone][:MAX_ITEMS]
 
 
-def _recent_keys(store: Store, ids: list[str]) -> list[str]:
+def _recent_keys(store: Any, ids: list[str]) -> list[str]:
     keys: dict[str, None] = {}
     with store.snapshot() as snap:
         if ids:
             for doc in snap.get_many(ids).values():
                 keys.update(dict.fromkeys(doc["tags"]))
             return sorted(keys)
+        if not isinstance(store, Store):
+            return sorted(snap.recent_tag_keys(RECENT))
         tail: deque[bytes] = deque(maxlen=RECENT)
         for _tid, raw in snap.base.iter_raw():
             tail.append(raw)

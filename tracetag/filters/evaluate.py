@@ -8,6 +8,7 @@ matches only when the whole filter is True. Another backend can compile the same
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +25,11 @@ __all__ = [
     "Predicate",
     "compile_filter",
     "field_getter",
+    "NUMBER_PATTERN",
     "now_ms",
+    "numeric_compare",
     "required_bytes",
+    "value_of",
 ]
 
 Predicate = Callable[[dict[str, Any]], bool | None]
@@ -120,18 +124,29 @@ class _PromptSet(frozenset[str]):
         return frozenset.__hash__(self)
 
 
+# What a tag or metadata value must look like to compare as a number: decimal digits with an
+# optional sign, fraction and exponent, ASCII spaces around allowed, and small enough to stay
+# finite. Python's float() would also take "nan", "inf", "1_000" and non-ASCII digits, and
+# PostgreSQL's float8 other spellings again; one definition, used by the local evaluator and
+# (as the function tracetag_number) by the PostgreSQL backend, reads the same values as numbers.
+NUMBER_PATTERN = (
+    r"^[ \t\n\r\f\v]*[-+]?([0-9]{1,200}(\.[0-9]{0,200})?|\.[0-9]{1,200})([eE][-+]?[0-9]{1,2})?"
+    r"[ \t\n\r\f\v]*$"
+)
+_NUMBER = re.compile(NUMBER_PATTERN[:-1] + r"\Z")  # Python's $ would allow a final newline
+
+
 def _as_number(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return value
-    try:
+    if isinstance(value, str) and _NUMBER.match(value):
         return float(value)
-    except (TypeError, ValueError):
-        return None
+    return None
 
 
-def _literal(f: A.Field, v: A.Value, now: int) -> Any:
+def value_of(f: A.Field, v: A.Value, now: int) -> Any:
     if isinstance(v, A.Now):
         return now + v.offset_ms
     if isinstance(v, A.Duration):
@@ -141,7 +156,7 @@ def _literal(f: A.Field, v: A.Value, now: int) -> Any:
     return v.value
 
 
-def _numeric_compare(f: A.Field, v: A.Value) -> bool:
+def numeric_compare(f: A.Field, v: A.Value) -> bool:
     """Tags and metadata compare as numbers when the literal is a number (``retries > 9``)."""
     return f.kind in ("tag", "metadata") and isinstance(v, A.Number | A.Duration)
 
@@ -212,8 +227,8 @@ def _compile_like(node: A.Like, ctx: Ctx) -> Predicate:
 def _compile_compare(node: A.Compare, ctx: Ctx) -> Predicate:
     get = field_getter(node.field)
     op = _OPS[node.op]
-    lit = _literal(node.field, node.value, ctx.now)
-    if _numeric_compare(node.field, node.value):
+    lit = value_of(node.field, node.value, ctx.now)
+    if numeric_compare(node.field, node.value):
 
         def num_cmp(d: dict[str, Any]) -> bool | None:
             v = _as_number(get(d))
@@ -230,8 +245,8 @@ def _compile_compare(node: A.Compare, ctx: Ctx) -> Predicate:
 
 def _compile_in(node: A.InList, ctx: Ctx) -> Predicate:
     get = field_getter(node.field)
-    numeric = _numeric_compare(node.field, node.values[0])
-    values = frozenset(_literal(node.field, v, ctx.now) for v in node.values)
+    numeric = numeric_compare(node.field, node.values[0])
+    values = frozenset(value_of(node.field, v, ctx.now) for v in node.values)
     negated = node.negated
 
     def in_(d: dict[str, Any]) -> bool | None:

@@ -100,8 +100,11 @@ class Snapshot:
         required: list[bytes] | None = None,
         experiment_ids: set[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        **_pushdown: Any,
     ) -> Iterator[tuple[dict, bytes | None]]:
         """(document, its JSON bytes or None) for each document where ``predicate`` is True.
+        (The filter, order and limit a database would push down are not used: the scan is the
+        plan.)
 
         The bytes are given when they are exactly the document (no journal change), so a
         caller that must hold many matches can keep the compact bytes instead of the dict.

@@ -1,0 +1,28 @@
+"""Which ``--store`` values are PostgreSQL URLs, and how they are shown (never the password).
+Imported without psycopg: deciding what a location is must not need the driver."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["is_postgres_url", "safe_url"]
+
+_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def is_postgres_url(location: object) -> bool:
+    return isinstance(location, str) and location.lower().startswith(_SCHEMES)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("@")[-1]
+    if password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname or ''}"
+    with_port = netloc + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=with_port))
