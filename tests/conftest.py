@@ -19,7 +19,7 @@ from tracetag.backend import BACKENDS
 from tracetag.cli import app
 
 sys.path.insert(0, str(Path(__file__).parent))
-import pgcluster  # noqa: E402
+import pgcluster
 
 HERE = Path(__file__).parent
 CONFORMANCE = HERE / "conformance"

@@ -12,11 +12,10 @@ import pytest
 
 import tracetag
 from tracetag.api import TagNotFound, TracetagClient
+from tracetag.backend import open_backend
 from tracetag.errors import InvalidTag, TraceNotFound
 from tracetag.model import Trace, TraceInfo
 from tracetag.store import Store
-
-from tracetag.backend import open_backend
 
 from .conftest import run_tracetag, written
 

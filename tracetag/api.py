@@ -511,6 +511,22 @@ class TracetagClient:
                 n += 1
         return n
 
+    def copy_into(
+        self,
+        target: TracetagClient,
+        filter_string: str | None = None,
+        experiment_ids: Iterable[str] | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
+        """Copy this store's matching traces into ``target`` (see :meth:`copy_from`)."""
+        return target.copy_from(self, filter_string, experiment_ids, progress=progress)
+
+    def migrate(self) -> list[str]:
+        """Apply the schema migrations a database lacks (a local store needs none)."""
+        migrate = getattr(self.store, "migrate", None)
+        return [] if migrate is None else list(migrate())
+
     def copy_from(
         self,
         source: TracetagClient,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .backend import Backend
 
 __all__ = [
     "active_experiment_id",
@@ -80,7 +80,7 @@ def chosen_store(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] 
     return path or _STATE.default_path or os.environ.get("TRACETAG_STORE") or None
 
 
-def store_for(path: str | os.PathLike[str] | None) -> Store:
+def store_for(path: str | os.PathLike[str] | None) -> Backend:
     """One store object per file or database per process (``None``: the default store)."""
     from .postgres.urls import is_postgres_url
 
@@ -104,7 +104,7 @@ def store_for(path: str | os.PathLike[str] | None) -> Store:
     return store
 
 
-def default_store() -> Store:
+def default_store() -> Backend:
     """The default store, resolved once per choice: recording asks for it on every trace, and
     resolving a path (symbolic links, file type) costs system calls."""
     key = (_STATE.default_path, os.environ.get("TRACETAG_STORE"))

@@ -203,6 +203,69 @@ def store_check(ctx: typer.Context, output: TextOutput = None) -> None:
         raise typer.Exit(3)
 
 
+@store_app.command("copy")
+def store_copy(
+    source: Annotated[str, typer.Argument(help="Store to copy from.", metavar="SRC")],
+    target: Annotated[str, typer.Argument(help="Store to copy into.", metavar="DST")],
+    filter_string: FilterOpt = None,
+    experiment_ids: Annotated[
+        list[str] | None,
+        typer.Option("--experiment-id", "-x", metavar="ID", help="Experiment id in SRC."),
+    ] = None,
+    output: TextOutput = None,
+) -> None:
+    """Copy traces (info, tags, metadata, spans) from one store to another.
+
+    Either store may be a file or a postgresql:// URL. Traces already in DST are updated,
+    never duplicated, so running a copy again is safe.
+
+    \b
+    Examples:
+      tracetag store copy ~/traces.json postgresql://me@db.internal/traces
+      tracetag store copy postgresql://me@db/traces backup.json -f "status = 'ERROR'"
+    """
+    from ..api import TracetagClient
+
+    src = TracetagClient(_existing(source))
+    dst = TracetagClient(target)
+    with _render().progress("copying traces") as bar:
+        total = src.info()["traces"] if bar is not None else 0
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if bar is not None:
+                bar(done, total)
+
+        summary = src.copy_into(dst, filter_string, experiment_ids, progress=progress)
+    _render().import_summary(summary, output or "text", verb="copied")
+
+
+def _existing(location: str) -> str:
+    """A source store must exist: a mistyped path would otherwise copy nothing, quietly."""
+    from ..backend import backend_kind
+    from ..errors import StoreMissing
+    from ..store import resolve_store_path
+
+    if backend_kind(location) == "local" and not resolve_store_path(location).exists():
+        raise StoreMissing(location)
+    return location
+
+
+@store_app.command("migrate")
+def store_migrate(ctx: typer.Context) -> None:
+    """Bring a database's schema up to this version of tracetag (also done on first use).
+
+    \b
+    Example: tracetag --store postgresql://me@db/traces store migrate
+    """
+    st = _state(ctx)
+    st.creates = True
+    applied = st.client.migrate()
+    typer.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+
+
 @store_app.command("repair")
 def store_repair(ctx: typer.Context) -> None:
     """Rebuild a damaged store from what is readable, after backing up every file.

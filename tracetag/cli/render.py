@@ -467,14 +467,15 @@ def lint_findings(findings: Sequence[Any], fmt: str, color: bool) -> None:
     dispatch(fmt, json=lambda: write_json(as_dicts), jsonl=lambda: jsonl(as_dicts), other=listing)
 
 
-def import_summary(summary: Any, fmt: str) -> None:
-    dispatch(fmt, json=lambda: write_json(summary.to_dict()), other=lambda: _imported(summary))
+def import_summary(summary: Any, fmt: str, verb: str = "imported") -> None:
+    dispatch(
+        fmt, json=lambda: write_json(summary.to_dict()), other=lambda: _imported(summary, verb)
+    )
 
 
-def _imported(summary: Any) -> None:
+def _imported(summary: Any, verb: str) -> None:
     err(
-        f"imported {plural(summary.imported, 'trace')} "
-        f"({summary.new} new, {summary.updated} updated)"
+        f"{verb} {plural(summary.imported, 'trace')} ({summary.new} new, {summary.updated} updated)"
     )
     for line, msg in summary.invalid:
         err(f"skipped record {line}: {msg}")

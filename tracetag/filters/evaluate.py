@@ -22,10 +22,10 @@ from .patterns import compile_like, compile_rlike
 from .spans import required_in_record, span_getter
 
 __all__ = [
+    "NUMBER_PATTERN",
     "Predicate",
     "compile_filter",
     "field_getter",
-    "NUMBER_PATTERN",
     "now_ms",
     "numeric_compare",
     "required_bytes",

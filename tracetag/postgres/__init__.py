@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +67,7 @@ class PgStore:
         self._pid = os.getpid()
         self._checked = False
         self._create = create
+        self._applied: list[str] = []  # migrations this object applied on first use
         self.writes = 0  # transactions committed through this object (tests count them)
 
     def __repr__(self) -> str:
@@ -97,7 +98,7 @@ class PgStore:
 
     def _check_schema(self, conn: Any) -> None:
         if self._create:
-            migrate(conn, self.path)
+            self._applied += migrate(conn, self.path)
         elif pending(conn, self.path):
             raise StoreError(
                 f"{self.path}: the database has no tracetag schema or an older one; "
@@ -203,7 +204,9 @@ class PgStore:
         else:
             raise ValueError(f"unknown operation {op!r}")
 
-    def _put(self, conn: Any, seq: int, items: list[tuple[dict[str, Any], bytes | None]]) -> None:
+    def _put(
+        self, conn: Any, seq: int, items: Sequence[tuple[dict[str, Any], bytes | None]]
+    ) -> None:
         """Insert or replace traces (and their spans, given as JSON bytes) with COPY into a
         temporary table and one upsert: a batch of thousands is a few round trips."""
         conn.execute(
@@ -313,8 +316,10 @@ class PgStore:
     # -- upkeep ------------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
+        """The migrations applied now (or on this object's first connection)."""
         with self._connection() as conn:
-            return migrate(conn, self.path)
+            done, self._applied = self._applied + migrate(conn, self.path), []
+            return done
 
     def info(self) -> dict[str, Any]:
         with self._connection() as conn:

@@ -56,6 +56,7 @@ class _Compiler:
         self.now = now
         self.params: list[Any] = []
         self.exact = True
+        self._bounded = False
 
     def bind(self, value: Any) -> str:
         self.params.append(value)
@@ -64,6 +65,7 @@ class _Compiler:
     def bound(self, positive: bool) -> str:
         """A condition SQL cannot decide exactly: let everything through, the predicate decides."""
         self.exact = False
+        self._bounded = True
         return "TRUE" if positive else "FALSE"
 
     # -- fields ------------------------------------------------------------------------------
@@ -106,7 +108,11 @@ class _Compiler:
         if isinstance(n, A.Not):
             return f"(NOT {self.node(n.item, not positive)})"
         handler: Callable[[Any, bool], str] = getattr(self, f"_{type(n).__name__.lower()}")
-        return handler(n, positive)
+        mark, self._bounded = len(self.params), False
+        sql = handler(n, positive)
+        if self._bounded:  # parameters bound on the way to giving up are not in the SQL
+            del self.params[mark:]
+        return sql
 
     def _isnull(self, n: A.IsNull, positive: bool) -> str:
         if n.field.kind == "tag" and n.negated and positive:

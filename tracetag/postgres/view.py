@@ -170,8 +170,8 @@ class PgView:
 
     def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
         rows = self.conn.execute(
-            "SELECT trace_id FROM tracetag_traces WHERE trace_id COLLATE \"C\" >= %s "
-            "AND starts_with(trace_id, %s) ORDER BY trace_id COLLATE \"C\" LIMIT %s",
+            'SELECT trace_id FROM tracetag_traces WHERE trace_id COLLATE "C" >= %s '
+            'AND starts_with(trace_id, %s) ORDER BY trace_id COLLATE "C" LIMIT %s',
             (prefix, prefix, limit),
         )
         return [r[0] for r in rows]
