@@ -539,53 +539,11 @@ class TracetagClient:
         """Copy the traces of ``source`` (info, tags, metadata, spans) that match into this
         store, with the experiments they belong to. Each batch of ``batch`` traces is one
         atomic write; running it again updates the copies, never duplicates them."""
-        from .model import INFO_FIELDS
-        from .query import select
+        from .copying import copy_traces
 
-        new = updated = 0
-        with self.snapshot() as here:
-            known = {e["experiment_id"]: e["name"] for e in here.experiments()}
-        names = set(known.values())
-        with source.snapshot() as snap:
-            exps = {e["experiment_id"]: e for e in snap.experiments()}
-            items: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-            extra: list[dict[str, Any]] = []
-
-            def flush() -> None:
-                nonlocal new, updated
-                n, u = self.store.put_traces(items, extra)
-                new, updated = new + n, updated + u
-                if progress is not None:
-                    progress(len(items))
-                items.clear()
-                extra.clear()
-
-            for doc in select(snap, _parse(filter_string), experiment_ids):
-                eid = doc["experiment_id"]
-                if eid not in known:
-                    exp = dict(exps.get(eid) or {"name": f"experiment-{eid}"})
-                    name = exp["name"]
-                    while name in names:  # another experiment here has that name already
-                        name = f"{name} (copy)"
-                    known[eid] = name
-                    names.add(name)
-                    extra.append(
-                        {
-                            "op": "exp",
-                            "doc": {
-                                **exp,
-                                "experiment_id": eid,
-                                "name": name,
-                                "creation_time_ms": exp.get("creation_time_ms", 0),
-                            },
-                        }
-                    )
-                info = {k: doc.get(k) for k in INFO_FIELDS}
-                items.append((info, snap.spans(doc)))
-                if len(items) >= batch:
-                    flush()
-            if items or extra:
-                flush()
+        new, updated = copy_traces(
+            source, self, _parse(filter_string), experiment_ids, batch, progress
+        )
         return ImportSummary(new, updated, [])
 
 

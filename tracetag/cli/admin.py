@@ -220,9 +220,7 @@ def store_copy(
     never duplicated, so running a copy again is safe.
 
     \b
-    Examples:
-      tracetag store copy ~/traces.json postgresql://me@db.internal/traces
-      tracetag store copy postgresql://me@db/traces backup.json -f "status = 'ERROR'"
+    Example: tracetag store copy traces.json postgresql://me@db.internal/traces
     """
     from ..api import TracetagClient
 

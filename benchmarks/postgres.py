@@ -1,0 +1,132 @@
+"""PostgreSQL backend benchmarks: a throwaway server (tests/pgcluster.py), a small and a big
+database, and every figure as a whole ``tracetag`` process next to the same command on the
+small database (the ratio is the point: a selective command should not grow with the data).
+The local store's figures for the same commands at the big size are printed beside them.
+
+    python benchmarks/postgres.py                    # 100,000 traces
+    python benchmarks/postgres.py --traces 1000000   # the full-size run (about 15 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import pgcluster  # noqa: E402
+from run import TT, make_traces, run  # noqa: E402
+
+from tracetag.postgres import PgStore  # noqa: E402
+from tracetag.store import Store  # noqa: E402
+
+CHUNK = 20_000
+USER = "user_017"
+
+
+def chunks(n: int):
+    """``n`` traces in chunks, each from its own seed (a million never sit in memory at once),
+    with 1,000 users so that one user is ~0.1% of the traces."""
+    done = 0
+    seed = 1
+    while done < n:
+        size = min(CHUNK, n - done)
+        batch = make_traces(size, seed=seed)
+        for i, (doc, _spans) in enumerate(batch):
+            doc["tags"]["user_id"] = f"user_{(done + i) * 7919 % 1000:03d}"
+            doc["timestamp_ms"] += done * 1000
+        yield batch
+        done += size
+        seed += 1
+
+
+def fill_pg(store: PgStore, n: int) -> float:
+    """Traces per second through ``put_traces`` (COPY into a temporary table, one upsert)."""
+    spent = 0.0
+    for batch in chunks(n):
+        t = time.perf_counter()
+        store.put_traces(batch, count_replaced=False)
+        spent += time.perf_counter() - t
+    t = time.perf_counter()
+    store.compact()  # ANALYZE: fresh statistics, as autovacuum would give a live database
+    spent += time.perf_counter() - t
+    return n / spent
+
+
+def fill_local(path: Path, n: int) -> None:
+    store = Store(path)
+    for batch in chunks(n):
+        store.put_traces(batch, count_replaced=False)
+    store.compact()
+
+
+COMMANDS = [
+    ("search user_id (~0.1%)", ["search", "-f", f"tags.user_id = '{USER}'", "-o", "ids"]),
+    (
+        "search production AND > 5 s, top 100",
+        ["search", "-f", "tags.environment = 'production' AND execution_time_ms > 5000", "-n",
+         "100", "-o", "ids"],
+    ),  # fmt: skip
+    ("tag set --filter user_id", ["tag", "set", "--filter", f"tags.user_id = '{USER}'", "r=N"]),
+    ("stats --group-by tags.model_version", ["stats", "--group-by", "tags.model_version"]),
+]
+
+
+def timed(store: str, args: list[str], repeat: int) -> float:
+    times = []
+    for i in range(repeat):
+        a = [x.replace("r=N", f"reviewed=yes-{i}") for x in args]
+        times.append(run([*TT, "--store", store, *a]))
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--traces", type=int, default=100_000)
+    ap.add_argument("--small", type=int, default=1_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-local", action="store_true", help="skip the local store's figures")
+    args = ap.parse_args()
+    cluster, why = pgcluster.start()
+    if cluster is None:
+        sys.exit(f"no PostgreSQL: {why}")
+    tmp = Path(tempfile.mkdtemp(prefix="tracetag-pgbench-"))
+    try:
+        small = cluster.create_database("small")
+        big = cluster.create_database("big")
+        fill_pg(PgStore(small), args.small)
+        rate = fill_pg(PgStore(big), args.traces)
+        local = tmp / "local.json"
+        if not args.no_local:
+            fill_local(local, args.traces)
+        n = f"{args.traces:,}"
+        rows = [("import (put_traces, COPY)", f"{rate:,.0f} traces/s", ">= 20,000/s", "")]
+        for label, cmd in COMMANDS:
+            s = timed(small, cmd, args.repeat)
+            b = timed(big, cmd, args.repeat)
+            loc = "" if args.no_local else f"{timed(str(local), cmd, max(2, args.repeat // 2)):.2f} s"
+            rows.append((label, f"{b:.2f} s at {n} / {s:.2f} s at {args.small:,}", f"{b / s:.2f}x", loc))
+        t = time.perf_counter()
+        errors = run([*TT, "--store", big, "tag", "set", "--filter", "status = 'ERROR'", "err=1"])
+        rows.append(("tag set --filter status = 'ERROR' (~10%)", f"{errors:.2f} s", "one transaction", ""))
+        del t
+        print(f"\nPostgreSQL {n} traces (whole processes, medians of {args.repeat})\n")
+        print(f"| {'operation':44} | {'figure':40} | {'ratio':10} | local store at {n} |")
+        print(f"|{'-' * 46}|{'-' * 42}|{'-' * 12}|{'-' * 22}|")
+        for label, fig, ratio, loc in rows:
+            print(f"| {label:44} | {fig:40} | {ratio:10} | {loc:20} |")
+    finally:
+        cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
