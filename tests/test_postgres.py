@@ -318,3 +318,40 @@ def test_recording_reads_its_own_writes(pg_url):
     assert trace.data.spans[0].span_type == "LLM" and trace.data.spans[0].outputs == "HI"
     found = tracetag.search_traces(filter_string="span.type = 'LLM'")
     assert [t.info.trace_id for t in found] == [trace.info.trace_id]
+
+
+@pytest.mark.parametrize(
+    "group_by, filter_string",
+    [
+        (["tags.model_version"], None),
+        (["tags.environment", "status"], "execution_time_ms > 100"),
+        (["experiment_id"], "tags.retries > 1 OR tags.city IS NULL"),
+        (["span.type"], None),  # per span: read from documents
+        (["tags.model_version"], "span.name = 'retrieve'"),  # not exact in SQL: documents
+    ],
+)
+def test_stats_and_tag_listings_in_the_database_equal_the_local_stores(
+    pg_url, tmp_path, group_by, filter_string
+):
+    local = TracetagClient(tmp_path / "local.json")
+    local.import_traces(TRACES_JSONL.read_bytes())
+    db = TracetagClient(pg_url)
+    db.copy_from(local)
+    for sort in ("count", "p95", "group"):
+        a = local.stats(group_by, filter_string, sort=sort)
+        b = db.stats(group_by, filter_string, sort=sort)
+        assert (a.rows, a.unit, a.group_names) == (b.rows, b.unit, b.group_names)
+    assert local.tag_keys(filter_string) == db.tag_keys(filter_string)
+    assert local.tag_values("city", filter_string) == db.tag_values("city", filter_string)
+    assert local.list_experiments() == db.list_experiments()
+
+
+def test_stats_run_in_the_database_when_the_filter_allows(pg_url):
+    db = TracetagClient(pg_url)
+    db.import_traces(TRACES_JSONL.read_bytes())
+    by_model = [A.Field("tag", "model_version")]
+    with db.snapshot() as view:
+        rows = view.group_rows(by_model, parse_filter("tags.retries > 1"), 0, None)
+        assert rows is not None and sum(r["count"] for r in rows) > 0
+        assert view.group_rows(by_model, parse_filter("span.type = 'LLM'"), 0, None) is None
+        assert view.tag_key_rows(None, 0, ["1"]) is not None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import FilterSyntaxError, InvalidQuery
 from .filters import field_getter, parse_field, parse_filter
+from .filters.evaluate import now_ms
 from .filters.fields import ATTRIBUTES
 from .query import select
 
@@ -119,18 +120,11 @@ def group_stats(
     fields = [_group_field(g) for g in group_by]
     getters = [(f.kind == "span", field_getter(f)) for f in fields]
     per_span = any(on_span for on_span, _g in getters)
-    groups = _Groups()
-    for doc in select(snapshot, parse_filter(filter_string), experiment_ids):
-        if not per_span:
-            key = tuple(_value(g(doc)) for _s, g in getters)
-            groups.add(key, doc.get("status") == "ERROR", doc.get("execution_time_ms"))
-            continue
-        for span in snapshot.spans(doc):
-            key = tuple(_value(g(span) if on_span else g(doc)) for on_span, g in getters)
-            end, start = span.get("end_time_ns"), span.get("start_time_ns") or 0
-            took = None if end is None else (end - start) / 1e6
-            groups.add(key, span.get("status") == "ERROR", took)
-    rows = groups.rows()
+    node, now = parse_filter(filter_string), now_ms()
+    pushed = getattr(snapshot, "group_rows", None)  # a database groups by itself
+    rows = pushed(fields, node, now, experiment_ids) if pushed is not None else None
+    if rows is None:
+        rows = _group_docs(snapshot, getters, per_span, node, now, experiment_ids)
     if sort == "group":
         rows.sort(key=lambda r: [natural_key(g) for g in r["group"]])
     else:
@@ -144,21 +138,48 @@ def group_stats(
     return GroupStats([str(f) for f in fields], rows, "span" if per_span else "trace")
 
 
+def _group_docs(
+    snapshot: ReadView,
+    getters: list[tuple[bool, Any]],
+    per_span: bool,
+    node: Any,
+    now: int,
+    experiment_ids: Iterable[str] | None,
+) -> list[dict[str, Any]]:
+    groups = _Groups()
+    for doc in select(snapshot, node, experiment_ids, now):
+        if not per_span:
+            key = tuple(_value(g(doc)) for _s, g in getters)
+            groups.add(key, doc.get("status") == "ERROR", doc.get("execution_time_ms"))
+            continue
+        for span in snapshot.spans(doc):
+            key = tuple(_value(g(span) if on_span else g(doc)) for on_span, g in getters)
+            end, start = span.get("end_time_ns"), span.get("start_time_ns") or 0
+            took = None if end is None else (end - start) / 1e6
+            groups.add(key, span.get("status") == "ERROR", took)
+    return groups.rows()
+
+
 def tag_keys(
     snapshot: ReadView,
     filter_string: str | None = None,
     experiment_ids: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every tag key: how many traces carry it and how many distinct values it has."""
-    traces: Counter[str] = Counter()
-    values: dict[str, set[str]] = defaultdict(set)
-    for doc in select(snapshot, parse_filter(filter_string), experiment_ids):
-        for k, v in doc["tags"].items():
-            traces[k] += 1
-            values[k].add(v)
+    node, now = parse_filter(filter_string), now_ms()
+    pushed = getattr(snapshot, "tag_key_rows", None)
+    found = pushed(node, now, experiment_ids) if pushed is not None else None
+    if found is None:
+        traces: Counter[str] = Counter()
+        values: dict[str, set[str]] = defaultdict(set)
+        for doc in select(snapshot, node, experiment_ids, now):
+            for k, v in doc["tags"].items():
+                traces[k] += 1
+                values[k].add(v)
+        found = [(k, n, len(values[k])) for k, n in traces.items()]
     return [
-        {"key": k, "traces": n, "values": len(values[k])}
-        for k, n in sorted(traces.items(), key=lambda kv: (-kv[1], kv[0]))
+        {"key": k, "traces": n, "values": v}
+        for k, n, v in sorted(found, key=lambda kv: (-kv[1], kv[0]))
     ]
 
 
@@ -169,11 +190,14 @@ def tag_values(
     experiment_ids: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The values of tag ``key`` with the number of traces carrying each."""
-    counts: Counter[str] = Counter()
-    for doc in select(snapshot, parse_filter(filter_string), experiment_ids):
-        v = doc["tags"].get(key)
-        if v is not None:
-            counts[v] += 1
-    return [
-        {"value": v, "traces": n} for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
+    node, now = parse_filter(filter_string), now_ms()
+    pushed = getattr(snapshot, "tag_value_rows", None)
+    found = pushed(key, node, now, experiment_ids) if pushed is not None else None
+    if found is None:
+        counts: Counter[str] = Counter()
+        for doc in select(snapshot, node, experiment_ids, now):
+            v = doc["tags"].get(key)
+            if v is not None:
+                counts[v] += 1
+        found = list(counts.items())
+    return [{"value": v, "traces": n} for v, n in sorted(found, key=lambda kv: (-kv[1], kv[0]))]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import TraceNotFound
+from . import aggregate
 from .sql import compile_sql, order_sql
 
 if TYPE_CHECKING:
@@ -167,6 +168,20 @@ class PgView:
             "SELECT spans::text FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
         ).fetchone()
         return [] if row is None else list(orjson.loads(row[0]))
+
+    # -- what the database computes itself (tracetag.analytics asks for these) ------------------
+
+    def group_rows(self, *args: Any) -> list[dict[str, Any]] | None:
+        return aggregate.group_rows(self, *args)
+
+    def tag_key_rows(self, *args: Any) -> list[tuple[str, int, int]] | None:
+        return aggregate.tag_key_rows(self, *args)
+
+    def tag_value_rows(self, *args: Any) -> list[tuple[str, int]] | None:
+        return aggregate.tag_value_rows(self, *args)
+
+    def trace_counts(self) -> dict[str, int]:
+        return aggregate.trace_counts(self)
 
     def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
         rows = self.conn.execute(
