@@ -68,13 +68,10 @@ def fill_local(path: Path, n: int) -> None:
     store.compact()
 
 
+PRODUCTION = "tags.environment = 'production' AND execution_time_ms > 5000"
 COMMANDS = [
     ("search user_id (~0.1%)", ["search", "-f", f"tags.user_id = '{USER}'", "-o", "ids"]),
-    (
-        "search production AND > 5 s, top 100",
-        ["search", "-f", "tags.environment = 'production' AND execution_time_ms > 5000", "-n",
-         "100", "-o", "ids"],
-    ),  # fmt: skip
+    ("search production AND > 5 s, top 100", ["search", "-f", PRODUCTION, "-n", "100"]),
     ("tag set --filter user_id", ["tag", "set", "--filter", f"tags.user_id = '{USER}'", "r=N"]),
     ("stats --group-by tags.model_version", ["stats", "--group-by", "tags.model_version"]),
 ]
@@ -86,6 +83,38 @@ def timed(store: str, args: list[str], repeat: int) -> float:
         a = [x.replace("r=N", f"reviewed=yes-{i}") for x in args]
         times.append(run([*TT, "--store", store, *a]))
     return statistics.median(times)
+
+
+def errors_row(big: str, local: str | None) -> list[tuple[str, str, str, str]]:
+    """``tag set --filter status = 'ERROR'``: one transaction over ~10% of the traces; the
+    time per tag set, against MLflow's one HTTP request per (trace, key)."""
+    from tracetag.api import TracetagClient
+
+    before = TracetagClient(big).info()["writes"]
+    errors = ["tag", "set", "--filter", "status = 'ERROR'", "err=1"]
+    took = run([*TT, "--store", big, *errors])
+    writes = TracetagClient(big).info()["writes"] - before
+    tagged = len(
+        TracetagClient(big).search_traces(filter_string="tags.err = '1'", max_results=None)
+    )
+    per_tag = took / max(tagged, 1) * 1000
+    loc = ""
+    if local:
+        loc = f"{run([*TT, '--store', local, *errors]):.2f} s"
+    return [
+        (
+            f"tag set --filter status = 'ERROR' ({tagged:,})",
+            f"{took:.2f} s, {writes} transaction",
+            "target <= 5 s",
+            loc,
+        ),
+        (
+            "  per tag vs MLflow set_trace_tag 7-8 ms",
+            f"{per_tag * 1000:.1f} µs per tag",
+            f"{7.5 / per_tag:,.0f}x faster",
+            "",
+        ),
+    ]
 
 
 def main() -> None:
@@ -108,21 +137,21 @@ def main() -> None:
         if not args.no_local:
             fill_local(local, args.traces)
         n = f"{args.traces:,}"
-        rows = [("import (put_traces, COPY)", f"{rate:,.0f} traces/s", ">= 20,000/s", "")]
+        rows = [("import (put_traces, COPY)", f"{rate:,.0f} traces/s", "target >= 20,000/s", "")]
         for label, cmd in COMMANDS:
             s = timed(small, cmd, args.repeat)
             b = timed(big, cmd, args.repeat)
-            loc = "" if args.no_local else f"{timed(str(local), cmd, max(2, args.repeat // 2)):.2f} s"
-            rows.append((label, f"{b:.2f} s at {n} / {s:.2f} s at {args.small:,}", f"{b / s:.2f}x", loc))
-        t = time.perf_counter()
-        errors = run([*TT, "--store", big, "tag", "set", "--filter", "status = 'ERROR'", "err=1"])
-        rows.append(("tag set --filter status = 'ERROR' (~10%)", f"{errors:.2f} s", "one transaction", ""))
-        del t
-        print(f"\nPostgreSQL {n} traces (whole processes, medians of {args.repeat})\n")
-        print(f"| {'operation':44} | {'figure':40} | {'ratio':10} | local store at {n} |")
-        print(f"|{'-' * 46}|{'-' * 42}|{'-' * 12}|{'-' * 22}|")
+            loc = ""
+            if not args.no_local:
+                loc = f"{timed(str(local), cmd, max(2, args.repeat // 2)):.2f} s"
+            figure = f"{b:.2f} s at {n} / {s:.2f} s at {args.small:,}"
+            rows.append((label, figure, f"{b / s:.2f}x", loc))
+        rows += errors_row(big, str(local) if not args.no_local else None)
+        print(f"\nPostgreSQL, {n} traces (whole processes, medians of {args.repeat})\n")
+        print(f"| {'operation':40} | {'figure':40} | {'ratio':18} | local store at {n} |")
+        print(f"|{'-' * 42}|{'-' * 42}|{'-' * 20}|{'-' * 27}|")
         for label, fig, ratio, loc in rows:
-            print(f"| {label:44} | {fig:40} | {ratio:10} | {loc:20} |")
+            print(f"| {label:40} | {fig:40} | {ratio:18} | {loc:25} |")
     finally:
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)

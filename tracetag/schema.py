@@ -52,9 +52,32 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Every tag key of a document at once: keys joined by a newline (which no key may contain).
+_KEY = rf"[\w\-.:/ ]{{1,{MAX_KEY_LENGTH}}}"
+_TAG_KEYS_RE = re.compile(rf"{_KEY}(?:\n{_KEY})*")
+
+
+def _all_fine(values: dict[Any, Any], key_rule: bool) -> bool:
+    """The common case in one pass of builtins (documents are checked by the hundred
+    thousand on import): every key and value a string of allowed length and characters."""
+    try:
+        keys = "\n".join(values)
+        if values and set(map(type, values.values())) != {str}:
+            return False
+        if max(map(len, values.values())) > MAX_VALUE_LENGTH:
+            return False
+    except (TypeError, ValueError):  # a key that is not a string; no values at all
+        return not values
+    if key_rule:
+        return _TAG_KEYS_RE.fullmatch(keys) is not None
+    return all(0 < len(k) <= MAX_KEY_LENGTH for k in values)
+
+
 def _check_strings(what: str, values: Any, *, key_rule: bool) -> None:
     if not isinstance(values, dict):
         raise InvalidInput(f"{what} must be an object of strings, not {type(values).__name__}")
+    if _all_fine(values, key_rule):
+        return
     for k, v in values.items():
         if key_rule:
             problem = key_problem(k)
@@ -131,11 +154,13 @@ def check_trace(doc: dict[str, Any], spans: list[dict[str, Any]], encode: bool =
         encode_spans(doc["trace_id"], spans)
 
 
-def encode_spans(trace_id: str, spans: list[dict[str, Any]]) -> bytes:
-    """The spans as the JSON the span file holds, or :class:`InvalidInput` saying why not."""
-    if deeper_than(spans, MAX_JSON_DEPTH):
+def encode_spans(trace_id: str, spans: list[dict[str, Any]], envelope: bool = True) -> bytes:
+    """The spans as the JSON the span file holds (``envelope=False``: the bare list, as a
+    database column holds it), or :class:`InvalidInput` saying why not."""
+    # Bare, orjson's own limit (254 levels) is the check; wrapped, the envelope needs room.
+    if envelope and deeper_than(spans, MAX_JSON_DEPTH):
         raise InvalidInput(f"spans of {trace_id} nest deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return orjson.dumps({"trace_id": trace_id, "spans": spans})
+        return orjson.dumps({"trace_id": trace_id, "spans": spans} if envelope else spans)
     except (orjson.JSONEncodeError, TypeError) as e:
         raise InvalidInput(f"spans of {trace_id} do not encode as JSON ({e})") from None

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..errors import StoreError
-from ..schema import check_trace
+from ..schema import check_trace, encode_spans
 from .schema import MIGRATIONS, migrate, pending
 from .urls import is_postgres_url, safe_url
 from .view import PgView
@@ -165,7 +165,7 @@ class PgStore:
     def read_spans(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT spans::text FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
+                "SELECT spans FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
             ).fetchone()
         return [] if row is None else list(orjson.loads(row[0]))
 
@@ -207,35 +207,30 @@ class PgStore:
     def _put(
         self, conn: Any, seq: int, items: Sequence[tuple[dict[str, Any], bytes | None]]
     ) -> None:
-        """Insert or replace traces (and their spans, given as JSON bytes) with COPY into a
-        temporary table and one upsert: a batch of thousands is a few round trips."""
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS tracetag_incoming "
-            "(LIKE tracetag_traces INCLUDING DEFAULTS, spans json) ON COMMIT DELETE ROWS"
-        )
-        with conn.cursor().copy(
-            "COPY tracetag_incoming (trace_id, experiment_id, name, timestamp_ms, "
-            "execution_time_ms, status, tags, metadata, request_preview, response_preview, "
-            "client_request_id, version, spans) FROM STDIN"
-        ) as copy:
+        """Insert or replace traces (and their spans, given as JSON bytes): the ones already
+        here are deleted first, then all are streamed in with COPY, a few round trips for a
+        batch of thousands."""
+        ids = [doc["trace_id"] for doc, _spans in items]
+        keep_spans: dict[str, str | None] = {
+            doc["trace_id"]: None for doc, spans in items if spans is None
+        }
+        if keep_spans:  # a put without spans keeps the spans stored before
+            rows = conn.execute(
+                "SELECT trace_id, spans FROM tracetag_spans WHERE trace_id = ANY(%s)",
+                (list(keep_spans),),
+            )
+            keep_spans.update({tid: text for tid, text in rows})
+        conn.execute("DELETE FROM tracetag_traces WHERE trace_id = ANY(%s::text[])", (ids,))
+        cur = conn.cursor()
+        with cur.copy(f"COPY tracetag_traces ({_TRACE_COLUMNS}) FROM STDIN") as copy:
+            for doc, _spans in items:
+                copy.write_row(_row(doc, seq))
+        with cur.copy("COPY tracetag_spans (trace_id, spans) FROM STDIN") as copy:
             for doc, spans in items:
-                copy.write_row(_row(doc, seq, spans))
-        conn.execute(
-            "INSERT INTO tracetag_traces SELECT trace_id, experiment_id, timestamp_ms, "
-            "execution_time_ms, status, name, client_request_id, request_preview, "
-            "response_preview, tags, metadata, version FROM tracetag_incoming "
-            "ON CONFLICT (trace_id) DO UPDATE SET experiment_id = EXCLUDED.experiment_id, "
-            "timestamp_ms = EXCLUDED.timestamp_ms, execution_time_ms = "
-            "EXCLUDED.execution_time_ms, status = EXCLUDED.status, name = EXCLUDED.name, "
-            "client_request_id = EXCLUDED.client_request_id, request_preview = "
-            "EXCLUDED.request_preview, response_preview = EXCLUDED.response_preview, "
-            "tags = EXCLUDED.tags, metadata = EXCLUDED.metadata, version = EXCLUDED.version"
-        )
-        conn.execute(
-            "INSERT INTO tracetag_spans SELECT trace_id, spans FROM tracetag_incoming "
-            "WHERE spans IS NOT NULL ON CONFLICT (trace_id) DO UPDATE SET spans = EXCLUDED.spans"
-        )
-        conn.execute("TRUNCATE tracetag_incoming")
+                tid = doc["trace_id"]
+                text = spans.decode() if spans is not None else keep_spans.get(tid)
+                if text is not None:
+                    copy.write_row((tid, text))
 
     def put_traces(
         self,
@@ -244,15 +239,16 @@ class PgStore:
         *,
         count_replaced: bool = True,
     ) -> tuple[int, int]:
+        if not items and not extra_ops:
+            return 0, 0
         for doc, spans in items:
             check_trace(doc, spans, encode=False)
-        encoded = [(doc, orjson.dumps(spans)) for doc, spans in items]  # before the lock
-        if not encoded and not extra_ops:
-            return 0, 0
+        # Encoded once, before the write: the encoding is the check that spans are JSON.
+        encoded = [(doc, encode_spans(doc["trace_id"], spans, False)) for doc, spans in items]
+        replaced = 0
         with self._writing() as (conn, seq):
             for op in extra_ops:
                 self.apply(conn, seq, op)
-            replaced = 0
             if count_replaced and encoded:
                 ids = [doc["trace_id"] for doc, _s in encoded]
                 replaced = conn.execute(
@@ -384,7 +380,13 @@ def _changed_any(store: PgStore, since: int) -> bool:
         return bool(conn.execute("SELECT seq FROM tracetag_state").fetchone()[0] != since)
 
 
-def _row(doc: dict[str, Any], seq: int, spans: bytes | None) -> tuple[Any, ...]:
+_TRACE_COLUMNS = (
+    "trace_id, experiment_id, name, timestamp_ms, execution_time_ms, status, tags, metadata, "
+    "request_preview, response_preview, client_request_id, version"
+)
+
+
+def _row(doc: dict[str, Any], seq: int) -> tuple[Any, ...]:
     return (
         doc["trace_id"],
         str(doc.get("experiment_id", "0")),
@@ -398,7 +400,6 @@ def _row(doc: dict[str, Any], seq: int, spans: bytes | None) -> tuple[Any, ...]:
         doc.get("response_preview"),
         doc.get("client_request_id"),
         seq,
-        None if spans is None else spans.decode(),
     )
 
 

@@ -165,7 +165,7 @@ class PgView:
 
     def spans(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
         row = self.conn.execute(
-            "SELECT spans::text FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
+            "SELECT spans FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
         ).fetchone()
         return [] if row is None else list(orjson.loads(row[0]))
 
