@@ -117,16 +117,99 @@ def errors_row(big: str, local: str | None) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def schema_choice(cluster: pgcluster.Cluster, n: int) -> None:
+    """Tags as ``jsonb`` with a GIN index (the schema) against MLflow's key/value table
+    ``trace_tags(key, value, trace_id)`` with a (key, value) index, on the same ``n`` traces:
+    a selective lookup, the production-and-slow top 100, and tagging ~10% of the traces."""
+    import psycopg
+
+    url = cluster.create_database("schemas")
+    fill_pg(PgStore(url), n)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE kv_tags (trace_id text, key text, value text, "
+            "PRIMARY KEY (trace_id, key))"
+        )
+        conn.execute(
+            "INSERT INTO kv_tags SELECT trace_id, e.key, e.value FROM tracetag_traces, "
+            "jsonb_each_text(tags) AS e"
+        )
+        conn.execute("CREATE INDEX kv_tags_kv ON kv_tags (key, value)")
+        conn.execute("ANALYZE")
+        queries = {
+            "user_id lookup": (
+                "SELECT trace_id FROM tracetag_traces WHERE tags @> %s::jsonb",
+                "SELECT trace_id FROM kv_tags WHERE key = 'user_id' AND value = %s",
+                [f'{{"user_id": "{USER}"}}'],
+                [USER],
+            ),
+            "production AND > 5 s, top 100": (
+                'SELECT trace_id FROM tracetag_traces WHERE tags @> \'{"environment": '
+                '"production"}\' AND execution_time_ms > 5000 ORDER BY timestamp_ms DESC, '
+                "trace_id LIMIT 100",
+                "SELECT t.trace_id FROM tracetag_traces t JOIN kv_tags k ON k.trace_id = "
+                "t.trace_id AND k.key = 'environment' AND k.value = 'production' WHERE "
+                "t.execution_time_ms > 5000 ORDER BY t.timestamp_ms DESC, t.trace_id LIMIT 100",
+                [],
+                [],
+            ),
+        }
+        print(f"\nTags as jsonb + GIN vs a key/value table, {n:,} traces (ms, median of 5)\n")
+        for label, (jsonb_sql, kv_sql, p1, p2) in queries.items():
+            a = _median_ms(conn, jsonb_sql, p1)
+            b = _median_ms(conn, kv_sql, p2)
+            print(f"  {label:32} jsonb {a:8.2f}   key/value {b:8.2f}")
+        ids = [
+            r[0]
+            for r in conn.execute("SELECT trace_id FROM tracetag_traces WHERE status = 'ERROR'")
+        ]
+        with conn.transaction():
+            t = time.perf_counter()
+            conn.execute(
+                'UPDATE tracetag_traces SET tags = tags || \'{"reviewed": "yes"}\' '
+                "WHERE trace_id = ANY(%s)",
+                (ids,),
+            )
+            a = (time.perf_counter() - t) * 1000
+        with conn.transaction():
+            t = time.perf_counter()
+            conn.execute(
+                "INSERT INTO kv_tags SELECT unnest(%s::text[]), 'reviewed', 'yes' "
+                "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
+                (ids,),
+            )
+            b = (time.perf_counter() - t) * 1000
+        print(
+            f"  {'tag ' + format(len(ids), ',') + ' traces':32} jsonb {a:8.2f}   key/value {b:8.2f}"
+        )
+
+
+def _median_ms(conn: object, sql: str, params: list) -> float:
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        conn.execute(sql, params).fetchall()  # type: ignore[attr-defined]
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--traces", type=int, default=100_000)
     ap.add_argument("--small", type=int, default=1_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-local", action="store_true", help="skip the local store's figures")
+    ap.add_argument("--schemas", action="store_true", help="only compare tag schemas")
     args = ap.parse_args()
     cluster, why = pgcluster.start()
     if cluster is None:
         sys.exit(f"no PostgreSQL: {why}")
+    if args.schemas:
+        try:
+            schema_choice(cluster, args.traces)
+        finally:
+            cluster.stop()
+        return
     tmp = Path(tempfile.mkdtemp(prefix="tracetag-pgbench-"))
     try:
         small = cluster.create_database("small")

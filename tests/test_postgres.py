@@ -5,9 +5,11 @@ import/export) runs on it through the ``backend`` fixture like on the local stor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -355,3 +357,27 @@ def test_stats_run_in_the_database_when_the_filter_allows(pg_url):
         assert rows is not None and sum(r["count"] for r in rows) > 0
         assert view.group_rows(by_model, parse_filter("span.type = 'LLM'"), 0, None) is None
         assert view.tag_key_rows(None, 0, ["1"]) is not None
+
+
+def test_the_readmes_postgresql_commands_run(pg_url, tmp_path):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## On PostgreSQL") :]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    local = tmp_path / "mine.json"
+    assert run_tracetag("--store", str(local), "demo", "-n", "30").returncode == 0
+    ran = 0
+    for line in block.splitlines():
+        command = line.split("  #")[0].strip()
+        if not command.startswith("tracetag "):
+            continue
+        command = command.replace("~/.local/share/tracetag/store.json", str(local))
+        proc = subprocess.run(
+            ["bash", "-c", command.replace("tracetag ", f"{sys.executable} -m tracetag ", 1)],
+            env={**os.environ, "TRACETAG_STORE": pg_url},
+            capture_output=True,
+        )
+        assert proc.returncode == 0, (command, proc.stderr)
+        ran += 1
+    assert ran == 3
+    found = TracetagClient(pg_url).search_traces(filter_string="tags.environment = 'production'")
+    assert len(found) > 0

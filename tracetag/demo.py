@@ -146,7 +146,8 @@ def _one(client: TracetagClient, rng: random.Random, start_ns: int, experiment_i
 def record_demo(client: TracetagClient, traces: int = 200, seed: int = 7) -> tuple[int, dict]:
     """Record ``traces`` sample traces into the experiment ``demo`` of ``client``'s store."""
     rng = random.Random(seed)
-    with runtime.using_store(client.store.path):
+    # A database's ``path`` is shown without its password; ``url`` is how to reach it.
+    with runtime.using_store(getattr(client.store, "url", client.store.path)):
         experiment = set_experiment("demo")
         now_ns = time.time_ns()
         week_ns = 7 * 24 * 3600 * 1_000_000_000

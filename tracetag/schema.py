@@ -68,8 +68,8 @@ def _all_fine(values: dict[Any, Any], key_rule: bool) -> bool:
             return False
     except (TypeError, ValueError):  # a key that is not a string; no values at all
         return not values
-    if key_rule:
-        return _TAG_KEYS_RE.fullmatch(keys) is not None
+    if key_rule:  # as many newlines as joints: no key has one of its own
+        return keys.count("\n") == len(values) - 1 and _TAG_KEYS_RE.fullmatch(keys) is not None
     return all(0 < len(k) <= MAX_KEY_LENGTH for k in values)
 
 

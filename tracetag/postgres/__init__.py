@@ -271,7 +271,8 @@ class PgStore:
         with self.snapshot() as view:
             result = plan(view)
             since = view.seq
-        if record_of(result) is None and not _changed_any(self, since):
+        record = record_of(result)
+        if record is None and not _changed_any(self, since):
             return result
         with self._writing() as (conn, seq):
             changed = {
@@ -284,7 +285,7 @@ class PgStore:
             }
             if changed:
                 result = refresh(PgView(self, conn, own=False), result, changed)
-            record = record_of(result)
+                record = record_of(result)
             if record is not None:
                 self.apply(conn, seq, record)
         return result

@@ -11,8 +11,11 @@ equality and ``IN`` on any tag key use it, and a tag write rewrites one row, not
 a key/value table would); spans as JSON text beside it (kept as written, so an export is the
 bytes that were imported). ``version`` is the write sequence number of the last change to a
 row: a batch planned on an older snapshot asks which traces changed since, as the local store's
-journal answers it. Its index is a BRIN (versions grow with the table's order of writing;
-a B-tree on it cost 10% of import time), and status has none (three values: a scan is as good).
+journal answers it. The keyset indexes are in exactly the default order of a search (absent
+values last, trace ids by code point with ``COLLATE "C"``), so a top-N is read from an index
+whatever the database's collation. The version index is a BRIN (versions grow with the
+table's order of writing; a B-tree on it cost 10% of import time), and status has none (three
+values: a scan is as good).
 """
 
 from __future__ import annotations
@@ -58,8 +61,9 @@ MIGRATIONS: list[tuple[str, str]] = [
             version bigint NOT NULL
         );
         CREATE INDEX tracetag_traces_keyset
-            ON tracetag_traces (experiment_id, timestamp_ms DESC, trace_id);
-        CREATE INDEX tracetag_traces_time ON tracetag_traces (timestamp_ms DESC, trace_id);
+            ON tracetag_traces (experiment_id, timestamp_ms DESC NULLS LAST, trace_id COLLATE "C");
+        CREATE INDEX tracetag_traces_time
+            ON tracetag_traces (timestamp_ms DESC NULLS LAST, trace_id COLLATE "C");
         CREATE INDEX tracetag_traces_tags ON tracetag_traces USING gin (tags jsonb_path_ops);
         CREATE INDEX tracetag_traces_version ON tracetag_traces USING brin (version);
         CREATE TABLE tracetag_spans (

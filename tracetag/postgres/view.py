@@ -127,7 +127,8 @@ class PgView:
             if progress is not None and n % 1000 == 0:
                 progress(n, total)
             doc = doc_of(row)
-            if predicate(doc) is True:
+            # Where the SQL is exact it has decided already; elsewhere the predicate judges.
+            if (where is not None and where.exact) or predicate(doc) is True:
                 yield doc, None
                 found += 1
                 if ordered is not None and found >= (limit or 0):
