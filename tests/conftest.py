@@ -19,6 +19,7 @@ from tracetag.backend import BACKENDS
 from tracetag.cli import app
 
 sys.path.insert(0, str(Path(__file__).parent))
+import mlflowserver
 import pgcluster
 
 HERE = Path(__file__).parent
@@ -100,17 +101,58 @@ def _pg_conformance_master(pg_cluster, _conformance_master):
     return "tt_conformance"
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """A real ``mlflow server`` for the session (tests/mlflowserver.py); skips without MLflow
+    unless $TRACETAG_REQUIRE_MLFLOW is set (CI)."""
+    server, why = mlflowserver.start()
+    if server is None:
+        if os.environ.get("TRACETAG_REQUIRE_MLFLOW"):
+            pytest.fail(f"MLflow is required here: {why}")
+        pytest.skip(why)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_scratch():
+    """A second server for tests that write (the first holds the shared conformance copy)."""
+    server, why = mlflowserver.start()
+    if server is None:
+        if os.environ.get("TRACETAG_REQUIRE_MLFLOW"):
+            pytest.fail(f"MLflow is required here: {why}")
+        pytest.skip(why)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_conformance(mlflow_server, _conformance_master):
+    """The server loaded once with the conformance traces, through ``store copy``."""
+    runtime.reset()
+    TracetagClient(mlflow_server.url).copy_from(TracetagClient(_conformance_master / "store.json"))
+    runtime.reset()
+    return mlflow_server.url
+
+
+# The backends with transactions: the whole behavioural suite (writes included) runs on each.
+TRANSACTIONAL = ["local", "postgresql"]
+
+
+@pytest.fixture(params=TRANSACTIONAL)
 def backend(request):
-    """The name of a registered backend: tests that use the conformance store run against
-    every one (the local file store and PostgreSQL; the behavioural suite is the same)."""
+    """The name of a backend: tests that use the conformance store run against each one with
+    transactions (the local file store and PostgreSQL; the behavioural suite is the same)."""
     return request.param
 
 
-@pytest.fixture
-def conformance_store(request, backend, _conformance_master, store_path, monkeypatch):
-    """A store of ``backend`` holding the 320 conformance traces; ``$TRACETAG_STORE`` points
-    at it, so the CLI and the fluent functions use it too."""
+@pytest.fixture(params=sorted(BACKENDS))
+def any_backend(request):
+    """Every registered backend, the MLflow server included: for tests that only read."""
+    return request.param
+
+
+def _conformance_of(request, backend, monkeypatch):
     if backend == "local":
         return request.getfixturevalue("local_conformance_store")
     if backend == "postgresql":
@@ -119,7 +161,30 @@ def conformance_store(request, backend, _conformance_master, store_path, monkeyp
         url = cluster.create_database(f"tt_{next(_DATABASES)}", template=template)
         monkeypatch.setenv("TRACETAG_STORE", url)
         return url
+    if backend == "mlflow":
+        url = request.getfixturevalue("mlflow_conformance")
+        monkeypatch.setenv("TRACETAG_STORE", url)
+        return url
     raise AssertionError(f"no conformance fixture for backend {backend!r}")
+
+
+@pytest.fixture
+def conformance_store(request, backend, monkeypatch):
+    """A store of ``backend`` holding the 320 conformance traces; ``$TRACETAG_STORE`` points
+    at it, so the CLI and the fluent functions use it too."""
+    return _conformance_of(request, backend, monkeypatch)
+
+
+@pytest.fixture
+def readonly_store(request, any_backend, monkeypatch):
+    """The conformance traces on every backend; the test must not write (the MLflow server's
+    copy is shared by the session)."""
+    return _conformance_of(request, any_backend, monkeypatch)
+
+
+@pytest.fixture
+def readonly_client(readonly_store):
+    return TracetagClient(readonly_store)
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ def test_cases_were_copied_whole():
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_python_api(case, conformance_client):
+def test_python_api(case, readonly_client):
+    conformance_client = readonly_client
     kwargs = dict(
         experiment_ids=case["experiment_ids"],
         filter_string=case["filter"],
@@ -58,7 +59,7 @@ def test_python_api(case, conformance_client):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_cli(case, cli, conformance_store):
+def test_cli(case, cli, readonly_store):
     args = ["search", "-o", "ids"]
     for e in case["experiment_ids"]:
         args += ["-x", e]

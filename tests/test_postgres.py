@@ -381,3 +381,10 @@ def test_the_readmes_postgresql_commands_run(pg_url, tmp_path):
     assert ran == 3
     found = TracetagClient(pg_url).search_traces(filter_string="tags.environment = 'production'")
     assert len(found) > 0
+
+
+def test_explain_says_whether_postgresql_decides_alone(pg_url, cli):
+    exact = cli("search", "--explain", "-f", "tags.env = 'prod' OR tags.n > 3").stdout
+    assert "PostgreSQL evaluates the whole filter" in exact
+    narrowed = cli("search", "--explain", "-f", "span.type = 'LLM'").stdout
+    assert "tracetag decides" in narrowed

@@ -523,6 +523,11 @@ class TracetagClient:
         """Copy this store's matching traces into ``target`` (see :meth:`copy_from`)."""
         return target.copy_from(self, filter_string, experiment_ids, progress=progress)
 
+    def explain(self, node: A.Node | None) -> list[str]:
+        """How the backend evaluates ``node``: what it does itself, what tracetag checks."""
+        explain = getattr(self.store, "explain", None)
+        return [] if explain is None else list(explain(node))
+
     def migrate(self) -> list[str]:
         """Apply the schema migrations a database lacks (a local store needs none)."""
         migrate = getattr(self.store, "migrate", None)

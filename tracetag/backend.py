@@ -134,22 +134,28 @@ def _local(location: str | os.PathLike[str] | None) -> Backend:
 def _postgres(location: str | os.PathLike[str] | None) -> Backend:
     from . import runtime
 
-    return runtime.store_for(location)
+    return runtime.store_for(location)  # a database or a server, by the URL
 
 
-# Backends by name: the behavioural suite (tests/test_backend_contract.py) runs against each.
+# Backends by name. The behavioural suite (tests/test_backend_contract.py) runs against each
+# one that has transactions; an MLflow server has none and has its own tests.
 BACKENDS: dict[str, Callable[[str | os.PathLike[str] | None], Backend]] = {
     "local": _local,
     "postgresql": _postgres,
+    "mlflow": _postgres,  # runtime.store_for tells them apart by the URL
 }
 
 
 def backend_kind(location: str | os.PathLike[str] | None) -> str:
-    """Which backend a ``--store`` value names: a ``postgresql://`` URL, else a file."""
-    from .postgres.urls import is_postgres_url
+    """Which backend a ``--store`` value names: a ``postgresql://`` URL, an ``http(s)://``
+    MLflow tracking server, else a file."""
+    from .postgres.urls import is_mlflow_url, is_postgres_url
     from .runtime import chosen_store
 
-    return "postgresql" if is_postgres_url(chosen_store(location)) else "local"
+    chosen = chosen_store(location)
+    if is_postgres_url(chosen):
+        return "postgresql"
+    return "mlflow" if is_mlflow_url(chosen) else "local"
 
 
 def open_backend(location: str | os.PathLike[str] | None) -> Backend:

@@ -22,7 +22,7 @@ from .filters.fields import parse_iso_ms
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
 from .schema import check_trace
 
-__all__ = ["ImportResult", "parse_traces", "trace_from_any"]
+__all__ = ["ImportResult", "mlflow_span", "mlflow_trace", "parse_traces", "trace_from_any"]
 
 _STATES = {
     "OK": "OK",
@@ -94,7 +94,7 @@ def _duration_ms(value: Any) -> int | None:
         raise ValueError(f"unreadable duration {value!r}") from None
 
 
-def _mlflow_span(s: dict[str, Any]) -> Span:
+def mlflow_span(s: dict[str, Any]) -> Span:
     attrs = {k: _json_attr(v) for k, v in (s.get("attributes") or {}).items()}
     status = s.get("status") or {}
     code = status.get("code", "STATUS_CODE_UNSET") if isinstance(status, dict) else status
@@ -136,7 +136,7 @@ def _kv(value: Any) -> dict[str, str]:
     return out
 
 
-def _mlflow_trace(d: dict[str, Any]) -> Trace:
+def mlflow_trace(d: dict[str, Any]) -> Trace:
     info = d["info"]
     tags = _kv(info.get("tags"))
     metadata = _kv(info.get("trace_metadata") or info.get("request_metadata"))
@@ -154,7 +154,7 @@ def _mlflow_trace(d: dict[str, Any]) -> Trace:
     duration = info.get("execution_duration_ms", info.get("execution_duration"))
     if duration is None:
         duration = info.get("execution_time_ms")
-    spans = [_mlflow_span(s) for s in (d.get("data") or {}).get("spans") or []]
+    spans = [mlflow_span(s) for s in (d.get("data") or {}).get("spans") or []]
     return Trace(
         TraceInfo(
             trace_id=str(trace_id),
@@ -178,13 +178,13 @@ def trace_from_any(d: Any) -> Trace:
     if not isinstance(d, dict) or not isinstance(d.get("info"), dict):
         raise ValueError("not a trace: expected an object with an 'info' object")
     if "data" in d:
-        return _mlflow_trace(d)
+        return mlflow_trace(d)
     if "spans" in d:
         trace = Trace.from_dict(d)
         if trace.info.status not in _STATES:
             raise ValueError(f"unknown status {trace.info.status!r}")
         return trace
-    return _mlflow_trace(d)
+    return mlflow_trace(d)
 
 
 def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) -> ImportResult:

@@ -76,23 +76,35 @@ def reset() -> None:
 
 def chosen_store(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
     """The store a location means: itself, else the default chosen in this process, else
-    ``$TRACETAG_STORE`` (None: the per-user store)."""
-    return path or _STATE.default_path or os.environ.get("TRACETAG_STORE") or None
+    ``$TRACETAG_STORE``, else ``$MLFLOW_TRACKING_URI`` when it names an HTTP server, as MLflow's
+    client would use it (None: the per-user store)."""
+    from .postgres.urls import is_mlflow_url
+
+    chosen = path or _STATE.default_path or os.environ.get("TRACETAG_STORE")
+    if chosen:
+        return chosen
+    tracking = os.environ.get("MLFLOW_TRACKING_URI")
+    return tracking if is_mlflow_url(tracking) else None
 
 
 def store_for(path: str | os.PathLike[str] | None) -> Backend:
     """One store object per file or database per process (``None``: the default store)."""
-    from .postgres.urls import is_postgres_url
+    from .postgres.urls import is_mlflow_url, is_postgres_url
 
     chosen = chosen_store(path)
-    if is_postgres_url(chosen):
+    if is_postgres_url(chosen) or is_mlflow_url(chosen):
         url = str(chosen)
         with _STATE.lock:
             store = _STATE.stores.get(url)
             if store is None:
-                from .postgres import PgStore
+                if is_postgres_url(url):
+                    from .postgres import PgStore
 
-                store = _STATE.stores[url] = PgStore(url)
+                    store = _STATE.stores[url] = PgStore(url)
+                else:
+                    from .mlflow_server import MlflowStore
+
+                    store = _STATE.stores[url] = MlflowStore(url)
         return store
     from .store import Store, resolve_store_path
 

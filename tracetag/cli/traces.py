@@ -93,7 +93,11 @@ def search(
         from ..filters import parse_filter
         from ..query import parse_order_by
 
-        render.explain(parse_filter(filter_string), parse_order_by(order_by))
+        node = parse_filter(filter_string)
+        render.explain(node, parse_order_by(order_by))
+        if st.is_database():  # where a database or a server evaluates what
+            for line in st.client.explain(node):
+                print(line)
         return
     from ..filters import parse_filter
 

@@ -310,6 +310,18 @@ class PgStore:
             )
             return new_id
 
+    def explain(self, node: Any) -> list[str]:
+        from .sql import compile_sql
+
+        if node is None:
+            return ["plan: PostgreSQL reads the keyset index"]
+        if compile_sql(node, 0).exact:
+            return ["plan: PostgreSQL evaluates the whole filter (parameterised SQL)"]
+        return [
+            "plan: PostgreSQL narrows the candidates; tracetag decides on them (span fields, "
+            "RE2 patterns or non-ASCII ILIKE are not PostgreSQL's to judge)"
+        ]
+
     # -- upkeep ------------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:

@@ -1,17 +1,24 @@
-"""Which ``--store`` values are PostgreSQL URLs, and how they are shown (never the password).
-Imported without psycopg: deciding what a location is must not need the driver."""
+"""Which ``--store`` values are URLs (PostgreSQL, an MLflow server), and how they are shown
+(never the password). Imported without psycopg: deciding what a location is must not need the
+driver."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["is_postgres_url", "safe_url"]
+__all__ = ["is_mlflow_url", "is_postgres_url", "safe_url"]
 
 _SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+_MLFLOW_SCHEMES = ("http://", "https://", "mlflow+http://", "mlflow+https://")
 
 
 def is_postgres_url(location: object) -> bool:
     return isinstance(location, str) and location.lower().startswith(_SCHEMES)
+
+
+def is_mlflow_url(location: object) -> bool:
+    """An MLflow tracking server: ``http(s)://host:port`` (or ``mlflow+http(s)://``)."""
+    return isinstance(location, str) and location.lower().startswith(_MLFLOW_SCHEMES)
 
 
 def safe_url(url: str) -> str:
