@@ -43,7 +43,7 @@ class Server:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start(timeout: float = 120) -> tuple[Server | None, str]:
+def start(timeout: float = 120, workers: int = 1) -> tuple[Server | None, str]:
     if importlib.util.find_spec("mlflow") is None:
         return None, "MLflow is not installed (pip install -e '.[dev]')"
     root = Path(tempfile.mkdtemp(prefix="tracetag-mlflow-"))
