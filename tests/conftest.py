@@ -101,10 +101,9 @@ def _pg_conformance_master(pg_cluster, _conformance_master):
     return "tt_conformance"
 
 
-@pytest.fixture(scope="session")
-def mlflow_server():
-    """A real ``mlflow server`` for the session (tests/mlflowserver.py); skips without MLflow
-    unless $TRACETAG_REQUIRE_MLFLOW is set (CI)."""
+def _mlflow_server():
+    """A real ``mlflow server`` (tests/mlflowserver.py); skips without MLflow unless
+    $TRACETAG_REQUIRE_MLFLOW is set (CI)."""
     server, why = mlflowserver.start()
     if server is None:
         if os.environ.get("TRACETAG_REQUIRE_MLFLOW"):
@@ -114,16 +113,9 @@ def mlflow_server():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def mlflow_scratch():
-    """A second server for tests that write (the first holds the shared conformance copy)."""
-    server, why = mlflowserver.start()
-    if server is None:
-        if os.environ.get("TRACETAG_REQUIRE_MLFLOW"):
-            pytest.fail(f"MLflow is required here: {why}")
-        pytest.skip(why)
-    yield server
-    server.stop()
+# One server holds the shared conformance copy; tests that write get a second one.
+mlflow_server = pytest.fixture(scope="session", name="mlflow_server")(_mlflow_server)
+mlflow_scratch = pytest.fixture(scope="session", name="mlflow_scratch")(_mlflow_server)
 
 
 @pytest.fixture(scope="session")

@@ -227,3 +227,63 @@ def test_explain_shows_what_the_server_evaluates(server, cli):
         "sent to the MLflow server: tags.`env` = 'prod' AND trace.execution_time_ms > 5000" in out
     )
     assert "evaluated by tracetag: tags.a = '1' OR tags.n > 3" in out
+
+
+def test_export_in_mlflows_form_reads_into_mlflow_and_back(tmp_path):
+    from mlflow.entities import Trace as MlflowTrace
+
+    local = tmp_path / "local.json"
+    TracetagClient(local).import_traces(TRACES_JSONL.read_bytes())
+    out = tmp_path / "mlflow.jsonl"
+    proc = run_tracetag("--store", str(local), "export", "--format", "mlflow", "-O", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 320
+    first = MlflowTrace.from_dict(json.loads(lines[0]))  # MLflow itself reads it
+    assert first.info.trace_id.startswith("tr-") and len(first.data.spans) >= 1
+    back = tmp_path / "back.json"
+    assert run_tracetag("--store", str(back), "import", str(out)).returncode == 0
+    a = [t.to_dict() for t in TracetagClient(local).search_traces(max_results=None)]
+    b = [t.to_dict() for t in TracetagClient(back).search_traces(max_results=None)]
+    assert a == b
+    bad = run_tracetag("--store", str(local), "export", "--format", "otlp")
+    assert bad.returncode == 2 and b"use tracetag or mlflow" in bad.stderr
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.send_response(401)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_refused_credentials_are_a_store_error_without_the_token():
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        proc = run_tracetag("--store", url, "search", env={"MLFLOW_TRACKING_TOKEN": "tok-123"})
+    finally:
+        proxy.shutdown()
+    err = proc.stderr.decode()
+    assert proc.returncode == 3 and err.count("\n") == 1
+    assert "refused the credentials (HTTP 401)" in err and "tok-123" not in err
+
+
+def test_delete_and_stats_on_the_server(server, cli):
+    exp = TracetagClient(server).create_experiment("deleting")
+    traces = _traces(4, exp, kind="del")
+    TracetagClient(server).log_traces(traces)
+    ids = [t.info.trace_id for t in traces]
+    result = cli("delete", ids[0], ids[1])
+    assert result.exit_code == 0 and "deleted 2 traces" in result.stderr
+    left = cli("search", "-x", exp, "-o", "ids", "--all").stdout.split()
+    assert sorted(left) == sorted(ids[2:])
+    stats = json.loads(cli("stats", "-x", exp, "--group-by", "tags.kind", "-o", "json").stdout)
+    assert stats["groups"][0]["count"] == 2

@@ -490,14 +490,20 @@ class TracetagClient:
         out: IO[bytes],
         filter_string: str | None = None,
         experiment_ids: Iterable[str] | None = None,
+        format: str = "tracetag",
     ) -> int:
-        """Write tracetag JSON lines (``{"info", "spans"}``) that import back identically.
+        """Write tracetag JSON lines (``{"info", "spans"}``) that import back identically, or
+        with ``format="mlflow"`` MLflow's ``Trace.to_dict()`` lines, which MLflow reads.
 
         Streams in store order, one trace in memory at a time, whatever the store's size; a
         store built by importing an export keeps its order, so re-exporting gives equal bytes.
         """
+        from .interop import to_mlflow_dict
         from .query import select
 
+        if format not in ("tracetag", "mlflow"):
+            raise InvalidInput(f"unknown export format {format!r}; use tracetag or mlflow")
+        mlflow = format == "mlflow"
         n = 0
         with self.snapshot() as snap:
             for doc in select(snap, _parse(filter_string), experiment_ids):
@@ -507,7 +513,8 @@ class TracetagClient:
                 # sorts them its own way), so two stores with the same traces export alike.
                 info.tags = dict(sorted(info.tags.items()))
                 info.metadata = dict(sorted(info.metadata.items()))
-                out.write(orjson.dumps(Trace(info, TraceData(spans)).to_dict()))
+                trace = Trace(info, TraceData(spans))
+                out.write(orjson.dumps(to_mlflow_dict(trace) if mlflow else trace.to_dict()))
                 out.write(b"\n")
                 n += 1
         return n

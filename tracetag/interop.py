@@ -22,7 +22,15 @@ from .filters.fields import parse_iso_ms
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
 from .schema import check_trace
 
-__all__ = ["ImportResult", "mlflow_span", "mlflow_trace", "parse_traces", "trace_from_any"]
+__all__ = [
+    "ImportResult",
+    "iso_ms",
+    "mlflow_span",
+    "mlflow_trace",
+    "parse_traces",
+    "to_mlflow_dict",
+    "trace_from_any",
+]
 
 _STATES = {
     "OK": "OK",
@@ -237,3 +245,92 @@ def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) 
             continue
         result.traces.append(trace)
     return result
+
+
+# -- writing MLflow's form -----------------------------------------------------------------------
+
+_SPAN_CODES = {"OK": "STATUS_CODE_OK", "ERROR": "STATUS_CODE_ERROR", "UNSET": "STATUS_CODE_UNSET"}
+
+
+def _b64_id(hex_id: str | None, size: int) -> str | None:
+    """An id as MLflow's JSON has it: base64 of the raw bytes (ids that are not hex of the
+    right size are hashed to that size, so every export reads back into MLflow)."""
+    if hex_id is None:
+        return None
+    try:
+        raw = bytes.fromhex(hex_id)
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        import hashlib
+
+        raw = hashlib.sha256(hex_id.encode()).digest()[:size]
+    return base64.b64encode(raw).decode()
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def to_mlflow_dict(trace: Trace) -> dict[str, Any]:
+    """``trace`` as MLflow 3's ``Trace.to_dict()``: what ``Trace.from_dict`` (and
+    ``tracetag import``) read back."""
+    i = trace.info
+    info: dict[str, Any] = {
+        "trace_id": i.trace_id,
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": i.experiment_id},
+        },
+        "request_time": iso_ms(i.timestamp_ms),
+        "state": i.status,
+        "trace_metadata": dict(i.metadata),
+        "tags": dict(i.tags),
+        "request_preview": i.request_preview,
+        "response_preview": i.response_preview,
+        "execution_duration_ms": i.execution_time_ms,
+    }
+    if i.client_request_id is not None:
+        info["client_request_id"] = i.client_request_id
+    otel_id = i.trace_id[3:] if i.trace_id.startswith("tr-") else i.trace_id
+    return {"info": info, "data": {"spans": [_mlflow_span_dict(otel_id, s) for s in trace.spans]}}
+
+
+def _mlflow_span_dict(otel_id: str, s: Span) -> dict[str, Any]:
+    attrs = {k: _json_text(v) for k, v in s.attributes.items()}
+    attrs["mlflow.spanType"] = _json_text(s.span_type)
+    if s.inputs is not None:
+        attrs["mlflow.spanInputs"] = _json_text(s.inputs)
+    if s.outputs is not None:
+        attrs["mlflow.spanOutputs"] = _json_text(s.outputs)
+    return {
+        "trace_id": _b64_id(otel_id, 16),
+        "span_id": _b64_id(s.span_id, 8),
+        "parent_span_id": _b64_id(s.parent_id, 8),
+        "name": s.name,
+        "kind": "SPAN_KIND_INTERNAL",
+        "start_time_unix_nano": s.start_time_ns,
+        "end_time_unix_nano": s.end_time_ns,
+        "events": [
+            {
+                "name": e.name,
+                "time_unix_nano": e.timestamp_ns,
+                "attributes": {k: _json_text(v) for k, v in e.attributes.items()},
+            }
+            for e in s.events
+        ],
+        "status": {
+            "code": _SPAN_CODES.get(s.status, "STATUS_CODE_UNSET"),
+            "message": s.status_message,
+        },
+        "attributes": attrs,
+        "links": [],
+    }
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as MLflow's RFC 3339 text (``2025-03-01T00:00:30.207Z``)."""
+    from datetime import UTC, datetime
+
+    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")

@@ -54,6 +54,10 @@ def tag_set(
 ) -> None:
     """Add or update tags on traces, by id, from stdin, or by --filter: one atomic write.
 
+    On an MLflow tracking server (--store http://...) there are no transactions: each tag is
+    its own request, and if some fail they are listed and the exit code is 1; run the same
+    command again to finish.
+
     \b
     Example: tracetag search -f "status = 'ERROR'" -o ids | tracetag tag set - needs_review=true
     """

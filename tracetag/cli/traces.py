@@ -191,22 +191,35 @@ def export(
         str | None,
         typer.Option("--out", "-O", metavar="FILE", help="Write to this file instead of stdout."),
     ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="tracetag (imports back identically) or mlflow (Trace.to_dict(), as MLflow "
+            "writes and reads it).",
+        ),
+    ] = "tracetag",
 ) -> None:
-    """Export traces (info and spans) as tracetag JSON lines, which import back identically.
+    """Export traces (info and spans) as JSON lines, tracetag's or MLflow's.
 
     \b
     Example: tracetag export -f "tags.environment = 'production'" -O prod.jsonl
     """
     st = _state(ctx)
+    if format not in ("tracetag", "mlflow"):
+        raise InvalidInput(f"--format {format!r}: use tracetag or mlflow")
     if out is None:
-        n = st.client.export_traces(sys.stdout.buffer, filter_string, experiment_id)
+        n = st.client.export_traces(sys.stdout.buffer, filter_string, experiment_id, format)
         sys.stdout.buffer.flush()
     else:
-        n = _export_to_file(st.client, Path(out), filter_string, experiment_id)
+        n = _export_to_file(st.client, Path(out), filter_string, experiment_id, format)
     typer.echo(f"exported {n} traces", err=True)
 
 
-def _export_to_file(client: Any, out: Path, filter_string: str | None, exps: Any) -> int:
+def _export_to_file(
+    client: Any, out: Path, filter_string: str | None, exps: Any, format: str
+) -> int:
     """Write beside ``out`` and rename, so a failed export never leaves half a file; the
     file is private (it holds prompts and responses) like the store."""
     from ..store import PRIVATE_FILE, create_file
@@ -218,7 +231,7 @@ def _export_to_file(client: Any, out: Path, filter_string: str | None, exps: Any
         raise InvalidInput(f"{out}: cannot write ({e.strerror})") from None
     try:
         with open(fd, "wb") as fh:
-            n = client.export_traces(fh, filter_string, exps)
+            n = client.export_traces(fh, filter_string, exps, format)
         tmp.replace(out)
     except OSError as e:
         tmp.unlink(missing_ok=True)

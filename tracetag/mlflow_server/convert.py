@@ -9,13 +9,12 @@ MLflow reads as JSON-encoded strings; the info (tags, metadata, state, times) as
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from ..errors import InvalidInput
-from ..interop import mlflow_span, mlflow_trace
+from ..interop import iso_ms, mlflow_span, mlflow_trace
 
 __all__ = ["doc_of_info", "info_of_doc", "otlp_request", "spans_of_rest"]
 
@@ -70,11 +69,6 @@ def spans_of_rest(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _iso(ms: int) -> str:
-    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
-
-
 def info_of_doc(doc: dict[str, Any], experiment_id: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "trace_id": doc["trace_id"],
@@ -82,7 +76,7 @@ def info_of_doc(doc: dict[str, Any], experiment_id: str) -> dict[str, Any]:
             "type": "MLFLOW_EXPERIMENT",
             "mlflow_experiment": {"experiment_id": experiment_id},
         },
-        "request_time": _iso(doc["timestamp_ms"]),
+        "request_time": iso_ms(doc["timestamp_ms"]),
         "state": doc["status"],
         "trace_metadata": doc.get("metadata") or {},
         "tags": doc.get("tags") or {},

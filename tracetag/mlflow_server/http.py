@@ -89,6 +89,12 @@ class Server:
             if (resp.status == 429 or resp.status >= 500) and attempt < RETRIES:
                 time.sleep(_retry_after(resp.getheader("Retry-After"), attempt))
                 continue
+            if resp.status in (401, 403):
+                raise StoreError(
+                    f"{self.shown}: the MLflow server refused the credentials (HTTP "
+                    f"{resp.status}); check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME "
+                    "and MLFLOW_TRACKING_PASSWORD"
+                )
             if resp.status >= 400:
                 raise _error(resp.status, payload)
             return orjson.loads(payload) if payload.strip() else {}
