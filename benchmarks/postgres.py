@@ -145,11 +145,12 @@ def schema_choice(cluster: pgcluster.Cluster, n: int) -> None:
             ),
             "production AND > 5 s, top 100": (
                 'SELECT trace_id FROM tracetag_traces WHERE tags @> \'{"environment": '
-                '"production"}\' AND execution_time_ms > 5000 ORDER BY timestamp_ms DESC, '
-                "trace_id LIMIT 100",
+                '"production"}\' AND execution_time_ms > 5000 ORDER BY timestamp_ms DESC '
+                'NULLS LAST, trace_id COLLATE "C" LIMIT 100',
                 "SELECT t.trace_id FROM tracetag_traces t JOIN kv_tags k ON k.trace_id = "
                 "t.trace_id AND k.key = 'environment' AND k.value = 'production' WHERE "
-                "t.execution_time_ms > 5000 ORDER BY t.timestamp_ms DESC, t.trace_id LIMIT 100",
+                "t.execution_time_ms > 5000 ORDER BY t.timestamp_ms DESC NULLS LAST, "
+                't.trace_id COLLATE "C" LIMIT 100',
                 [],
                 [],
             ),

@@ -15,7 +15,9 @@ journal answers it. The keyset indexes are in exactly the default order of a sea
 values last, trace ids by code point with ``COLLATE "C"``), so a top-N is read from an index
 whatever the database's collation. The version index is a BRIN (versions grow with the
 table's order of writing; a B-tree on it cost 10% of import time), and status has none (three
-values: a scan is as good).
+values: a scan is as good). The tag index keeps PostgreSQL's default pending list: a 64 MB one
+made a batch of 100,000 tag changes 18% faster, but a search right after a big import then
+scanned the table, the planner costing the unmerged list.
 """
 
 from __future__ import annotations
