@@ -318,8 +318,8 @@ class PgStore:
         if compile_sql(node, 0).exact:
             return ["plan: PostgreSQL evaluates the whole filter (parameterised SQL)"]
         return [
-            "plan: PostgreSQL narrows the candidates; tracetag decides on them (span fields, "
-            "RE2 patterns or non-ASCII ILIKE are not PostgreSQL's to judge)"
+            "plan: PostgreSQL narrows the candidates, tracetag decides",
+            "      (span fields, RE2 patterns and non-ASCII ILIKE are tracetag's to judge)",
         ]
 
     # -- upkeep ------------------------------------------------------------------------------
