@@ -287,3 +287,17 @@ def test_delete_and_stats_on_the_server(server, cli):
     assert sorted(left) == sorted(ids[2:])
     stats = json.loads(cli("stats", "-x", exp, "--group-by", "tags.kind", "-o", "json").stdout)
     assert stats["groups"][0]["count"] == 2
+
+
+def test_a_server_batch_reports_its_requests_as_progress(server):
+    exp = TracetagClient(server).create_experiment("progress")
+    TracetagClient(server).log_traces(_traces(5, exp, kind="p"))
+    calls: list[tuple[int, int]] = []
+    report = TracetagClient(server).update_tags(
+        filter_string="tags.kind = 'p'",
+        experiment_ids=[exp],
+        set={"a": "1", "b": "2"},
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert len(report.changed) == 5
+    assert calls[-1] == (10, 10)  # 5 traces x 2 keys, one request each

@@ -264,7 +264,9 @@ class TracetagClient:
             report.written = record is not None
             return record
 
-        result: TagReport = self.store.write_planned(plan.plan, plan.refresh, record_of)
+        result: TagReport = self.store.write_planned(
+            plan.plan, plan.refresh, record_of, progress=plan.selection.progress
+        )
         return result
 
     def replace_tags(

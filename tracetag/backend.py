@@ -103,9 +103,12 @@ class Backend(Protocol):
         refresh: Callable[[Any, Any, set[str]], Any],
         record_of: Callable[[Any], dict[str, Any] | None],
         attempts: int = 3,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Any:
         """A batch write: ``plan(view)`` without holding writers back, ``refresh(view, result,
-        changed_ids)`` for what changed meanwhile, then the one record ``record_of(result)``."""
+        changed_ids)`` for what changed meanwhile, then the one record ``record_of(result)``.
+        A backend whose write itself takes long (many requests) reports ``progress(done,
+        total)``."""
         ...
 
     def create_experiment(self, name: str) -> str: ...

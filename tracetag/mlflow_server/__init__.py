@@ -11,6 +11,7 @@ is finished by running the same command again. Failures are reported per trace
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -120,7 +121,12 @@ class MlflowStore:
         if failed:
             raise BatchIncomplete(failed, len(docs) - len(failed))
 
-    def apply(self, record: dict[str, Any], view: MlflowView) -> None:
+    def apply(
+        self,
+        record: dict[str, Any],
+        view: MlflowView,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         """A write record as REST requests, ``CONCURRENCY`` at a time."""
         ops = record["ops"] if record.get("op") == "batch" else [record]
         requests: list[tuple[str, str, str, Any]] = []  # (trace id, method, path, body)
@@ -139,15 +145,20 @@ class MlflowStore:
             else:
                 raise InvalidInput(f"an MLflow server cannot take {op['op']!r} writes here")
         failed: dict[str, str] = {}
+        sent = [0]
+        lock = threading.Lock()
 
         def send(req: tuple[str, str, str, Any]) -> None:
             tid, method, path, body = req
             try:
                 self.server.call(method, path, body)
             except HttpError as e:
-                if method == "DELETE" and e.status == 404:
-                    return  # the key is gone already: what a delete wants
-                failed[tid] = "trace not found" if is_unknown_trace(e) else str(e)
+                if not (method == "DELETE" and e.status == 404):  # a gone key is what we want
+                    failed[tid] = "trace not found" if is_unknown_trace(e) else str(e)
+            if progress is not None:
+                with lock:
+                    sent[0] += 1
+                    progress(sent[0], len(requests))
 
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             list(pool.map(send, requests))
@@ -170,6 +181,7 @@ class MlflowStore:
         refresh: Callable[[Any, Any, set[str]], Any],
         record_of: Callable[[Any], dict[str, Any] | None],
         attempts: int = 3,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Any:
         """Plan on the server as it is, then send the record (not atomic: see the module)."""
         view = MlflowView(self)
@@ -177,7 +189,7 @@ class MlflowStore:
         record = record_of(result)
         if record is not None:
             try:
-                self.apply(record, view)
+                self.apply(record, view, progress)
             except BatchIncomplete as e:
                 missing = getattr(result, "not_found", None) or []
                 raise BatchIncomplete(

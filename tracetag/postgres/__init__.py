@@ -265,6 +265,7 @@ class PgStore:
         refresh: Callable[[Any, Any, set[str]], Any],
         record_of: Callable[[Any], dict[str, Any] | None],
         attempts: int = 3,
+        progress: Callable[[int, int], None] | None = None,  # one write: nothing to report
     ) -> Any:
         """Plan on a view without blocking writers; under the write sequence, plan again the
         traces changed since that view, then apply the record."""

@@ -299,6 +299,7 @@ class Store:
         refresh: Callable[[Snapshot, Any, set[str]], Any],
         record_of: Callable[[Any], dict | None],
         attempts: int = 3,
+        progress: Callable[[int, int], None] | None = None,  # one write: nothing to report
     ) -> Any:
         """A batch write whose planning runs without the lock.
 
