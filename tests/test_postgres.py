@@ -217,6 +217,10 @@ def test_which_filters_run_wholly_in_the_database():
         assert compile_sql(parse_filter(text), 0).exact, text
     for text in superset:
         assert not compile_sql(parse_filter(text), 0).exact, text
+    # A span condition narrows by the words it needs in the span JSON, where it must hold.
+    llm = compile_sql(parse_filter("span.type = 'LLM'"), 0)
+    assert "strpos(sp.spans, %s)" in llm.sql and llm.params == ["LLM"]
+    assert compile_sql(parse_filter("NOT span.type = 'LLM'"), 0).sql == "(NOT FALSE)"
 
 
 # -- writes ------------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ unknown and NOT unknown stays unknown.
 
 A condition whose meaning PostgreSQL cannot reproduce exactly (span conditions, RLIKE's RE2
 dialect, ILIKE over non-ASCII text, linked prompts) is compiled to a *bound*: TRUE where the
-condition sits under an even number of NOTs and FALSE under an odd number, so the SQL selects a
-superset of the matches, and the backend runs the local predicate over what comes back. A
-compiled filter says whether it is ``exact``: only then may a ``LIMIT`` go into the SQL.
+condition sits under an even number of NOTs (for a span condition, the words it needs in the
+trace's span JSON, as the local store's record prefilter) and FALSE under an odd number, so
+the SQL selects a superset of the matches, and the backend runs the local predicate over what
+comes back. A compiled filter says whether it is ``exact``: only then may a ``LIMIT`` go into
+the SQL.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 
 from ..filters import ast as A
 from ..filters.evaluate import numeric_compare, value_of
+from ..filters.spans import required_in_record
 
 __all__ = ["Compiled", "compile_sql", "order_sql"]
 
@@ -101,7 +104,7 @@ class _Compiler:
 
     def node(self, n: A.Node, positive: bool) -> str:
         if A.is_span_condition(n):
-            return self.bound(positive)
+            return self._span(n, positive)
         if isinstance(n, A.And | A.Or):
             joiner = " AND " if isinstance(n, A.And) else " OR "
             return "(" + joiner.join(self.node(i, positive) for i in n.items) + ")"
@@ -113,6 +116,18 @@ class _Compiler:
         if self._bounded:  # parameters bound on the way to giving up are not in the SQL
             del self.params[mark:]
         return sql
+
+    def _span(self, n: A.Node, positive: bool) -> str:
+        """A span condition is tracetag's to decide; where it must hold (no NOT above), the
+        words it needs must be in the trace's span JSON (``sp``, joined by the caller), which
+        PostgreSQL checks without parsing it."""
+        exact, folded = required_in_record([n]) if positive else ([], [])
+        if not (exact or folded):
+            return self.bound(positive)
+        self.exact = False
+        parts = [f"strpos(sp.spans, {self.bind(b.decode())}) > 0" for b in exact]
+        parts += [f"strpos(lower(sp.spans), {self.bind(b.decode())}) > 0" for b in folded]
+        return "(" + " AND ".join(parts) + ")"
 
     def _isnull(self, n: A.IsNull, positive: bool) -> str:
         if n.field.kind == "tag" and n.negated and positive:

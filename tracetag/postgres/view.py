@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import TraceNotFound
+from ..filters.ast import has_span_conditions
 from . import aggregate
 from .sql import compile_sql, order_sql
 
@@ -50,6 +51,7 @@ class PgView:
         self.conn = conn
         self._own = own  # a view inside a write transaction borrows that transaction
         self._cursors = 0
+        self._row_spans: tuple[str | None, str | None] = (None, None)
         if own:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self.seq: int = conn.execute("SELECT seq FROM tracetag_state").fetchone()[0]
@@ -115,7 +117,13 @@ class PgView:
             params += key_params
             if where is None or where.exact:
                 suffix += f" LIMIT {int(limit or 0)}"  # exact: every row is a match
+        # Span conditions: each trace's spans come in the same row, for the SQL's word test
+        # and the predicate (no query per trace).
+        with_spans = node is not None and has_span_conditions(node)
         sql = f"SELECT {COLUMNS} FROM tracetag_traces"
+        if with_spans:
+            sql = f"SELECT {COLUMNS}, sp.spans FROM tracetag_traces "
+            sql += "LEFT JOIN tracetag_spans sp USING (trace_id)"
         if parts:
             sql += " WHERE " + " AND ".join(parts)
         found = 0
@@ -127,6 +135,8 @@ class PgView:
             if progress is not None and n % 1000 == 0:
                 progress(n, total)
             doc = doc_of(row)
+            if with_spans:
+                self._row_spans = (doc["trace_id"], row[-1])
             # Where the SQL is exact it has decided already; elsewhere the predicate judges.
             if (where is not None and where.exact) or predicate(doc) is True:
                 yield doc, None
@@ -165,6 +175,9 @@ class PgView:
         return sorted(exps, key=lambda e: (len(e["experiment_id"]), e["experiment_id"]))
 
     def spans(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        tid, text = self._row_spans
+        if tid == doc["trace_id"]:  # read with the row a filter is looking at
+            return [] if text is None else list(orjson.loads(text))
         row = self.conn.execute(
             "SELECT spans FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
         ).fetchone()
