@@ -152,7 +152,7 @@ BACKENDS: dict[str, Callable[[str | os.PathLike[str] | None], Backend]] = {
 def backend_kind(location: str | os.PathLike[str] | None) -> str:
     """Which backend a ``--store`` value names: a ``postgresql://`` URL, an ``http(s)://``
     MLflow tracking server, else a file."""
-    from .postgres.urls import is_mlflow_url, is_postgres_url
+    from .locations import is_mlflow_url, is_postgres_url
     from .runtime import chosen_store
 
     chosen = chosen_store(location)

@@ -78,7 +78,7 @@ def chosen_store(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] 
     """The store a location means: itself, else the default chosen in this process, else
     ``$TRACETAG_STORE``, else ``$MLFLOW_TRACKING_URI`` when it names an HTTP server, as MLflow's
     client would use it (None: the per-user store)."""
-    from .postgres.urls import is_mlflow_url
+    from .locations import is_mlflow_url
 
     chosen = path or _STATE.default_path or os.environ.get("TRACETAG_STORE")
     if chosen:
@@ -89,7 +89,7 @@ def chosen_store(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] 
 
 def store_for(path: str | os.PathLike[str] | None) -> Backend:
     """One store object per file or database per process (``None``: the default store)."""
-    from .postgres.urls import is_mlflow_url, is_postgres_url
+    from .locations import is_mlflow_url, is_postgres_url
 
     chosen = chosen_store(path)
     if is_postgres_url(chosen) or is_mlflow_url(chosen):

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import InvalidInput, StoreError, TracetagError
-from ..postgres.urls import is_mlflow_url
+from ..locations import is_mlflow_url
 from ..schema import check_trace
 from .convert import info_of_doc, otlp_request
 from .http import HttpError, Server

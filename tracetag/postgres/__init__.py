@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..errors import StoreError
+from ..locations import is_postgres_url, safe_url
 from ..schema import check_trace, encode_spans
 from .schema import MIGRATIONS, migrate, pending
-from .urls import is_postgres_url, safe_url
 from .view import PgView
 
 __all__ = ["PgStore", "is_postgres_url", "safe_url"]

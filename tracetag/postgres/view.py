@@ -97,41 +97,22 @@ class PgView:
         database selects them (or a superset, which the predicate cuts down); with ``order``
         and ``limit`` they come in that order and stop after ``limit`` matches past ``after``."""
         where = compile_sql(node, now or 0) if node is not None else None
-        parts = [where.sql] if where else []
-        params: list[Any] = list(where.params) if where else []
-        if experiment_ids is not None:
-            parts.append("experiment_id = ANY(%s::text[])")
-            params.append(sorted(experiment_ids))
-        ordered = order_sql(order) if order and limit is not None else None
-        suffix = ""
-        if ordered is not None:
-            exprs, key_params = ordered
-            if after is not None:
-                cond, cond_params = _after(exprs, key_params, order or [], after)
-                parts.append(cond)
-                params += cond_params
-            suffix = " ORDER BY " + ", ".join(
-                f"{e} {'DESC' if k.desc else 'ASC'} NULLS LAST"
-                for e, k in zip(exprs, order or [], strict=True)
-            )
-            params += key_params
-            if where is None or where.exact:
-                suffix += f" LIMIT {int(limit or 0)}"  # exact: every row is a match
+        sql, params, ordered = _query(where, experiment_ids, order, limit, after)
         # Span conditions: each trace's spans come in the same row, for the SQL's word test
         # and the predicate (no query per trace).
         with_spans = node is not None and has_span_conditions(node)
-        sql = f"SELECT {COLUMNS} FROM tracetag_traces"
         if with_spans:
-            sql = f"SELECT {COLUMNS}, sp.spans FROM tracetag_traces "
-            sql += "LEFT JOIN tracetag_spans sp USING (trace_id)"
-        if parts:
-            sql += " WHERE " + " AND ".join(parts)
+            sql = sql.replace(
+                "FROM tracetag_traces",
+                ", sp.spans FROM tracetag_traces LEFT JOIN tracetag_spans sp USING (trace_id)",
+                1,
+            )
         found = 0
         total = 0
         if progress is not None:
             total = self.conn.execute("SELECT count(*) FROM tracetag_traces").fetchone()[0]
             progress(0, total)
-        for n, row in enumerate(self._rows(sql + suffix, params), 1):
+        for n, row in enumerate(self._rows(sql, params), 1):
             if progress is not None and n % 1000 == 0:
                 progress(n, total)
             doc = doc_of(row)
@@ -141,7 +122,7 @@ class PgView:
             if (where is not None and where.exact) or predicate(doc) is True:
                 yield doc, None
                 found += 1
-                if ordered is not None and found >= (limit or 0):
+                if ordered and found >= (limit or 0):
                     return
 
     def iter_docs(self) -> Iterator[dict[str, Any]]:
@@ -216,6 +197,42 @@ class PgView:
 
     def ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT trace_id FROM tracetag_traces")]
+
+
+def _query(
+    where: Any,
+    experiment_ids: set[str] | None,
+    order: list[Any] | None,
+    limit: int | None,
+    after: tuple[Any, ...] | None,
+) -> tuple[str, list[Any], bool]:
+    """(SQL, parameters, whether it is in ``order``) selecting the rows of a search: the
+    compiled filter, the experiments, and with an order and a limit the keyset position,
+    ORDER BY and (when the filter is exact, so every row is a match) LIMIT."""
+    parts = [where.sql] if where else []
+    params: list[Any] = list(where.params) if where else []
+    if experiment_ids is not None:
+        parts.append("experiment_id = ANY(%s::text[])")
+        params.append(sorted(experiment_ids))
+    ordered = order_sql(order) if order and limit is not None else None
+    suffix = ""
+    if ordered is not None:
+        exprs, key_params = ordered
+        if after is not None:
+            cond, cond_params = _after(exprs, key_params, order or [], after)
+            parts.append(cond)
+            params += cond_params
+        suffix = " ORDER BY " + ", ".join(
+            f"{e} {'DESC' if k.desc else 'ASC'} NULLS LAST"
+            for e, k in zip(exprs, order or [], strict=True)
+        )
+        params += key_params
+        if where is None or where.exact:
+            suffix += f" LIMIT {int(limit or 0)}"
+    sql = f"SELECT {COLUMNS} FROM tracetag_traces"
+    if parts:
+        sql += " WHERE " + " AND ".join(parts)
+    return sql + suffix, params, ordered is not None
 
 
 def _after(

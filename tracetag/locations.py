@@ -1,10 +1,8 @@
 """Which ``--store`` values are URLs (PostgreSQL, an MLflow server), and how they are shown
-(never the password). Imported without psycopg: deciding what a location is must not need the
-driver."""
+(never the password). Every command asks, so this imports nothing: deciding what a location is
+must not load a driver or the filter machinery."""
 
 from __future__ import annotations
-
-from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["is_mlflow_url", "is_postgres_url", "safe_url"]
 
@@ -23,6 +21,8 @@ def is_mlflow_url(location: object) -> bool:
 
 def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit  # only when a URL is shown
+
     try:
         parts = urlsplit(url)
         password = parts.password
