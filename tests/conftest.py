@@ -64,15 +64,22 @@ def _conformance_master(tmp_path_factory):
     return d
 
 
+def _required(started, what: str, variable: str):
+    """A started component, else a skip saying why, or a failure where ``variable`` says the
+    component must be there (CI): tests of a component never skip in CI."""
+    component, why = started
+    if component is None:
+        if os.environ.get(variable):
+            pytest.fail(f"{what} is required here: {why}")
+        pytest.skip(why)
+    return component
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     """A throwaway PostgreSQL server for the session (tests/pgcluster.py). Without PostgreSQL
     the tests that need it skip, saying why, unless $TRACETAG_REQUIRE_POSTGRES is set (CI)."""
-    cluster, why = pgcluster.start()
-    if cluster is None:
-        if os.environ.get("TRACETAG_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL is required here: {why}")
-        pytest.skip(why)
+    cluster = _required(pgcluster.start(), "PostgreSQL", "TRACETAG_REQUIRE_POSTGRES")
     yield cluster
     cluster.stop()
 
@@ -104,11 +111,7 @@ def _pg_conformance_master(pg_cluster, _conformance_master):
 def _mlflow_server():
     """A real ``mlflow server`` (tests/mlflowserver.py); skips without MLflow unless
     $TRACETAG_REQUIRE_MLFLOW is set (CI)."""
-    server, why = mlflowserver.start()
-    if server is None:
-        if os.environ.get("TRACETAG_REQUIRE_MLFLOW"):
-            pytest.fail(f"MLflow is required here: {why}")
-        pytest.skip(why)
+    server = _required(mlflowserver.start(), "MLflow", "TRACETAG_REQUIRE_MLFLOW")
     yield server
     server.stop()
 
