@@ -276,14 +276,14 @@ class PgStore:
         if record is None and not _changed_any(self, since):
             return result
         with self._writing() as (conn, seq):
-            changed = {
-                r[0]
-                for r in conn.execute(
+            changed: set[str] = set()
+            if seq != since + 1:  # another write committed after the view: which traces?
+                rows = conn.execute(
                     "SELECT trace_id FROM tracetag_traces WHERE version > %s "
                     "UNION SELECT trace_id FROM tracetag_deleted WHERE version > %s",
                     (since, since),
                 )
-            }
+                changed = {r[0] for r in rows}
             if changed:
                 result = refresh(PgView(self, conn, own=False), result, changed)
                 record = record_of(result)
@@ -386,6 +386,8 @@ class PgStore:
                 "DELETE FROM tracetag_deleted WHERE version < %s", (max(0, seq - 100_000),)
             ).rowcount
             conn.execute("VACUUM (ANALYZE) tracetag_traces" if vacuum else "ANALYZE")
+            # The version index answers "changed since" only over summarised ranges.
+            conn.execute("SELECT brin_summarize_new_values('tracetag_traces_version')")
         return {"records": pruned, "generation": seq, "analyzed": 1}
 
 

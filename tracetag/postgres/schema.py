@@ -67,7 +67,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX tracetag_traces_time
             ON tracetag_traces (timestamp_ms DESC NULLS LAST, trace_id COLLATE "C");
         CREATE INDEX tracetag_traces_tags ON tracetag_traces USING gin (tags jsonb_path_ops);
-        CREATE INDEX tracetag_traces_version ON tracetag_traces USING brin (version);
+        CREATE INDEX tracetag_traces_version ON tracetag_traces USING brin (version)
+            WITH (autosummarize = on);
         CREATE TABLE tracetag_spans (
             trace_id text PRIMARY KEY REFERENCES tracetag_traces ON DELETE CASCADE,
             spans text NOT NULL
