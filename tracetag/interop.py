@@ -18,13 +18,12 @@ from typing import Any
 import orjson
 
 from .errors import ImportFormatError, InvalidInput
-from .filters.fields import parse_iso_ms
+from .filters.fields import format_iso_ms, parse_iso_ms
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
 from .schema import check_trace
 
 __all__ = [
     "ImportResult",
-    "iso_ms",
     "mlflow_span",
     "mlflow_trace",
     "parse_traces",
@@ -282,7 +281,7 @@ def to_mlflow_dict(trace: Trace) -> dict[str, Any]:
             "type": "MLFLOW_EXPERIMENT",
             "mlflow_experiment": {"experiment_id": i.experiment_id},
         },
-        "request_time": iso_ms(i.timestamp_ms),
+        "request_time": format_iso_ms(i.timestamp_ms),
         "state": i.status,
         "trace_metadata": dict(i.metadata),
         "tags": dict(i.tags),
@@ -326,11 +325,3 @@ def _mlflow_span_dict(otel_id: str, s: Span) -> dict[str, Any]:
         "attributes": attrs,
         "links": [],
     }
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as MLflow's RFC 3339 text (``2025-03-01T00:00:30.207Z``)."""
-    from datetime import UTC, datetime
-
-    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")

@@ -128,9 +128,9 @@ def fmt_time(ms: int | None) -> str:
 
 def iso_time(ms: int | None) -> str:
     """For programs: ISO 8601 in UTC with milliseconds, which the filter's dates accept."""
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    from ..filters.fields import format_iso_ms
+
+    return "" if ms is None else format_iso_ms(ms)
 
 
 def fmt_duration(ms: int | float | None) -> str:

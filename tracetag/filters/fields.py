@@ -20,6 +20,7 @@ __all__ = [
     "STATUS_VALUES",
     "TIME_ATTRIBUTES",
     "duration_of",
+    "format_iso_ms",
     "parse_field",
     "parse_iso_ms",
     "unquote",
@@ -145,3 +146,10 @@ def parse_iso_ms(text: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return (dt - _EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
+
+
+def format_iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 in UTC with milliseconds (``2025-03-01T00:00:30.207Z``):
+    what :func:`parse_iso_ms` reads back, and MLflow's RFC 3339 form."""
+    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidInput
-from ..interop import iso_ms, mlflow_span, mlflow_trace
+from ..filters.fields import format_iso_ms
+from ..interop import mlflow_span, mlflow_trace
 
 __all__ = ["doc_of_info", "info_of_doc", "otlp_request", "spans_of_rest"]
 
@@ -76,7 +77,7 @@ def info_of_doc(doc: dict[str, Any], experiment_id: str) -> dict[str, Any]:
             "type": "MLFLOW_EXPERIMENT",
             "mlflow_experiment": {"experiment_id": experiment_id},
         },
-        "request_time": iso_ms(doc["timestamp_ms"]),
+        "request_time": format_iso_ms(doc["timestamp_ms"]),
         "state": doc["status"],
         "trace_metadata": doc.get("metadata") or {},
         "tags": doc.get("tags") or {},
