@@ -128,24 +128,19 @@ class Backend(Protocol):
         ...
 
 
-def _local(location: str | os.PathLike[str] | None) -> Backend:
+def _open(location: str | os.PathLike[str] | None) -> Backend:
     from . import runtime
 
-    return runtime.store_for(location)
+    return runtime.store_for(location)  # one object per file, database or server
 
 
-def _postgres(location: str | os.PathLike[str] | None) -> Backend:
-    from . import runtime
-
-    return runtime.store_for(location)  # a database or a server, by the URL
-
-
-# Backends by name. The behavioural suite (tests/test_backend_contract.py) runs against each
-# one that has transactions; an MLflow server has none and has its own tests.
+# Backends by name; runtime.store_for tells them apart by the location. The behavioural suite
+# (tests/test_backend_contract.py) runs against each one that has transactions; an MLflow
+# server has none and has its own tests.
 BACKENDS: dict[str, Callable[[str | os.PathLike[str] | None], Backend]] = {
-    "local": _local,
-    "postgresql": _postgres,
-    "mlflow": _postgres,  # runtime.store_for tells them apart by the URL
+    "local": _open,
+    "postgresql": _open,
+    "mlflow": _open,
 }
 
 
