@@ -301,3 +301,13 @@ def test_a_server_batch_reports_its_requests_as_progress(server):
     )
     assert len(report.changed) == 5
     assert calls[-1] == (10, 10)  # 5 traces x 2 keys, one request each
+
+
+def test_recording_follows_a_changed_mlflow_tracking_uri(server, monkeypatch, tmp_path):
+    from tracetag import runtime as rt
+
+    monkeypatch.delenv("TRACETAG_STORE")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "not-a-server"))
+    first = rt.default_store()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    assert rt.default_store() is not first and rt.default_store().path == server

@@ -46,7 +46,7 @@ class _State:
         self.last_trace_id: str | None = None
         self.live: dict[str, Any] = {}  # trace id -> the trace being recorded
         self.warned: set[str] = set()
-        self.default_cache: tuple[tuple[str | None, str | None], Any] | None = None
+        self.default_cache: tuple[tuple[str | None, ...], Any] | None = None
 
 
 _STATE = _State()
@@ -119,7 +119,9 @@ def store_for(path: str | os.PathLike[str] | None) -> Backend:
 def default_store() -> Backend:
     """The default store, resolved once per choice: recording asks for it on every trace, and
     resolving a path (symbolic links, file type) costs system calls."""
-    key = (_STATE.default_path, os.environ.get("TRACETAG_STORE"))
+    # Everything chosen_store reads: a changed $MLFLOW_TRACKING_URI is a new choice too.
+    env = os.environ
+    key = (_STATE.default_path, env.get("TRACETAG_STORE"), env.get("MLFLOW_TRACKING_URI"))
     cached = _STATE.default_cache
     if cached is not None and cached[0] == key:
         return cached[1]
