@@ -216,8 +216,8 @@ def store_copy(
 ) -> None:
     """Copy traces (info, tags, metadata, spans) from one store to another.
 
-    Either store may be a file or a postgresql:// URL. Traces already in DST are updated,
-    never duplicated, so running a copy again is safe.
+    Either store may be a file, a postgresql:// URL or an MLflow server's http(s):// URL.
+    Traces already in DST are updated, never duplicated, so running a copy again is safe.
 
     \b
     Example: tracetag store copy traces.json postgresql://me@db.internal/traces

@@ -225,8 +225,9 @@ def root(
             "--store",
             metavar="PATH|URL",
             envvar="TRACETAG_STORE",
-            help="Store file, or a postgresql://user@host/db URL (default: $TRACETAG_STORE, "
-            "else a file in the per-user data folder).",
+            help="Store file, a postgresql://user@host/db URL or an MLflow server's "
+            "http(s)://host:port (default: $TRACETAG_STORE, then $MLFLOW_TRACKING_URI if it is "
+            "http, else a file in the per-user data folder).",
             show_default=False,
         ),
     ] = None,

@@ -207,8 +207,6 @@ def export(
     Example: tracetag export -f "tags.environment = 'production'" -O prod.jsonl
     """
     st = _state(ctx)
-    if format not in ("tracetag", "mlflow"):
-        raise InvalidInput(f"--format {format!r}: use tracetag or mlflow")
     if out is None:
         n = st.client.export_traces(sys.stdout.buffer, filter_string, experiment_id, format)
         sys.stdout.buffer.flush()
