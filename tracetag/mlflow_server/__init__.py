@@ -20,13 +20,14 @@ from typing import Any
 from ..errors import InvalidInput, StoreError, TracetagError
 from ..locations import is_mlflow_url
 from ..schema import check_trace
-from .convert import info_of_doc, otlp_request
+from .convert import info_of_doc, otel_trace_id, otlp_request
 from .http import HttpError, Server
 from .view import MlflowView, is_unknown_trace
 
 __all__ = ["BatchIncomplete", "MlflowStore", "is_mlflow_url"]
 
 CONCURRENCY = 8  # requests in flight: the server answered 4-8 client threads alike
+Request = tuple[str, str, str, Any]  # (trace id, method, path, JSON body)
 
 
 class BatchIncomplete(TracetagError):
@@ -78,7 +79,7 @@ class MlflowStore:
         under the same trace ids: sending a trace again replaces it, never duplicates it."""
         for doc, spans in items:
             check_trace(doc, spans)
-            otlp_request([(doc, [])])  # the id must be an OpenTelemetry one
+            otel_trace_id(doc["trace_id"])  # the server takes OpenTelemetry ids only
         # The server numbers experiments itself: one asked for as (id, name) is made (or found)
         # by name, and the traces meant for that id go to the server's.
         moved: dict[str, str] = {}
@@ -96,59 +97,30 @@ class MlflowStore:
         by_exp: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
         for doc, spans in items:
             by_exp.setdefault(doc["experiment_id"], []).append((doc, spans))
+        infos: list[Request] = []  # each trace's tags, metadata, state and times
         for exp, group in by_exp.items():
             for i in range(0, len(group), 100):
                 chunk = group[i : i + 100]
                 headers = {"x-mlflow-experiment-id": exp}
                 self.server.call("POST", "/v1/traces", otlp_request(chunk), headers)
-            self._each([doc for doc, _s in group], exp)
-        self.writes += 1
+            infos += [
+                (doc["trace_id"], "POST", "/api/3.0/mlflow/traces",
+                 {"trace": {"trace_info": info_of_doc(doc, exp)}})
+                for doc, _s in group
+            ]  # fmt: skip
+        self._send(infos)
         return len(items) - replaced, replaced
 
-    def _each(self, docs: list[dict[str, Any]], experiment_id: str) -> None:
-        """Each trace's info (tags, metadata, state, times), ``CONCURRENCY`` at a time."""
-        failed: dict[str, str] = {}
-
-        def one(doc: dict[str, Any]) -> None:
-            body = {"trace": {"trace_info": info_of_doc(doc, experiment_id)}}
-            try:
-                self.server.call("POST", "/api/3.0/mlflow/traces", body)
-            except HttpError as e:
-                failed[doc["trace_id"]] = str(e)
-
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            list(pool.map(one, docs))
-        if failed:
-            raise BatchIncomplete(failed, len(docs) - len(failed))
-
-    def apply(
-        self,
-        record: dict[str, Any],
-        view: MlflowView,
-        progress: Callable[[int, int], None] | None = None,
+    def _send(
+        self, requests: list[Request], progress: Callable[[int, int], None] | None = None
     ) -> None:
-        """A write record as REST requests, ``CONCURRENCY`` at a time."""
-        ops = record["ops"] if record.get("op") == "batch" else [record]
-        requests: list[tuple[str, str, str, Any]] = []  # (trace id, method, path, body)
-        for op in ops:
-            if op["op"] == "tag":
-                for tid in op["ids"]:
-                    path = f"/api/3.0/mlflow/traces/{tid}/tags"
-                    requests += [
-                        (tid, "PATCH", path, {"key": k, "value": v}) for k, v in op["set"].items()
-                    ]
-                    requests += [(tid, "DELETE", path, {"key": k}) for k in op.get("del") or []]
-            elif op["op"] == "del":
-                self._delete(op["ids"], view)
-            elif op["op"] == "exp":
-                self.create_experiment(op["doc"]["name"])
-            else:
-                raise InvalidInput(f"an MLflow server cannot take {op['op']!r} writes here")
+        """``requests`` ``CONCURRENCY`` at a time; :class:`BatchIncomplete` names the traces
+        whose requests failed, and why."""
         failed: dict[str, str] = {}
         sent = [0]
         lock = threading.Lock()
 
-        def send(req: tuple[str, str, str, Any]) -> None:
+        def send(req: Request) -> None:
             tid, method, path, body = req
             try:
                 self.server.call(method, path, body)
@@ -165,6 +137,31 @@ class MlflowStore:
         self.writes += 1
         if failed:
             raise BatchIncomplete(failed, len({r[0] for r in requests}) - len(failed))
+
+    def apply(
+        self,
+        record: dict[str, Any],
+        view: MlflowView,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """A write record as REST requests, ``CONCURRENCY`` at a time."""
+        ops = record["ops"] if record.get("op") == "batch" else [record]
+        requests: list[Request] = []
+        for op in ops:
+            if op["op"] == "tag":
+                for tid in op["ids"]:
+                    path = f"/api/3.0/mlflow/traces/{tid}/tags"
+                    requests += [
+                        (tid, "PATCH", path, {"key": k, "value": v}) for k, v in op["set"].items()
+                    ]
+                    requests += [(tid, "DELETE", path, {"key": k}) for k in op.get("del") or []]
+            elif op["op"] == "del":
+                self._delete(op["ids"], view)
+            elif op["op"] == "exp":
+                self.create_experiment(op["doc"]["name"])
+            else:
+                raise InvalidInput(f"an MLflow server cannot take {op['op']!r} writes here")
+        self._send(requests, progress)
 
     def _delete(self, ids: list[str], view: MlflowView) -> None:
         by_exp: dict[str, list[str]] = {}

@@ -195,9 +195,6 @@ class PgView:
         )
         return [r[0] for r in rows]
 
-    def ids(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT trace_id FROM tracetag_traces")]
-
 
 def _query(
     where: Any,
