@@ -25,8 +25,8 @@ import orjson
 from ..errors import StoreError
 from ..locations import is_postgres_url, safe_url
 from ..schema import check_trace, encode_spans
-from .schema import MIGRATIONS, migrate, pending
-from .view import PgView
+from .schema import MIGRATIONS, migrate
+from .view import PgView, spans_of
 
 __all__ = ["PgStore", "is_postgres_url", "safe_url"]
 
@@ -52,7 +52,7 @@ if hasattr(os, "register_at_fork"):
 class PgStore:
     """A trace store in a PostgreSQL database (see :mod:`tracetag.backend`)."""
 
-    def __init__(self, url: str, *, create: bool = True):
+    def __init__(self, url: str):
         try:
             import psycopg
         except ImportError:
@@ -66,7 +66,6 @@ class PgStore:
         self._idle: list[Any] = []
         self._pid = os.getpid()
         self._checked = False
-        self._create = create
         self._applied: list[str] = []  # migrations this object applied on first use
         self.writes = 0  # transactions committed through this object (tests count them)
 
@@ -97,13 +96,8 @@ class PgStore:
         return conn
 
     def _check_schema(self, conn: Any) -> None:
-        if self._create:
-            self._applied += migrate(conn, self.path)
-        elif pending(conn, self.path):
-            raise StoreError(
-                f"{self.path}: the database has no tracetag schema or an older one; "
-                "run 'tracetag store migrate'"
-            )
+        """Migrations are applied on first use (a newer schema is refused by ``migrate``)."""
+        self._applied += migrate(conn, self.path)
         self._checked = True
 
     def acquire(self) -> Any:
@@ -164,10 +158,7 @@ class PgStore:
 
     def read_spans(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
         with self._connection() as conn:
-            row = conn.execute(
-                "SELECT spans FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
-            ).fetchone()
-        return [] if row is None else list(orjson.loads(row[0]))
+            return spans_of(conn, doc["trace_id"])
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from .sql import compile_sql, order_sql
 if TYPE_CHECKING:
     from . import PgStore
 
-__all__ = ["COLUMNS", "PgView", "doc_of"]
+__all__ = ["COLUMNS", "PgView", "doc_of", "spans_of"]
 
 COLUMNS = (
     "trace_id, experiment_id, name, timestamp_ms, execution_time_ms, status, tags::text, "
@@ -159,10 +159,7 @@ class PgView:
         tid, text = self._row_spans
         if tid == doc["trace_id"]:  # read with the row a filter is looking at
             return [] if text is None else list(orjson.loads(text))
-        row = self.conn.execute(
-            "SELECT spans FROM tracetag_spans WHERE trace_id = %s", (doc["trace_id"],)
-        ).fetchone()
-        return [] if row is None else list(orjson.loads(row[0]))
+        return spans_of(self.conn, doc["trace_id"])
 
     # -- what the database computes itself (tracetag.analytics asks for these) ------------------
 
@@ -194,6 +191,13 @@ class PgView:
             (traces,),
         )
         return [r[0] for r in rows]
+
+
+def spans_of(conn: Any, trace_id: str) -> list[dict[str, Any]]:
+    """A trace's spans (none when it has no spans row)."""
+    row = conn.execute("SELECT spans FROM tracetag_spans WHERE trace_id = %s", (trace_id,))
+    found = row.fetchone()
+    return [] if found is None else list(orjson.loads(found[0]))
 
 
 def _query(
