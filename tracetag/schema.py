@@ -10,6 +10,7 @@ strings where strings are read, JSON that encodes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ __all__ = [
     "check_trace",
     "deeper_than",
     "encode_spans",
+    "next_experiment_id",
     "valid_experiment_id",
     "valid_trace_id",
 ]
@@ -41,6 +43,12 @@ MAX_JSON_DEPTH = 200  # orjson encodes at most 254 levels; leave room for the en
 def valid_trace_id(trace_id: Any) -> bool:
     """1 to 128 letters, digits, ``_ . : -`` (the whole string: no trailing newline)."""
     return isinstance(trace_id, str) and _ID_RE.fullmatch(trace_id) is not None
+
+
+def next_experiment_id(existing: Iterable[str]) -> str:
+    """The id a new experiment gets: one more than the largest numeric id, as MLflow numbers
+    them."""
+    return str(max((int(e) for e in existing if e.isdigit()), default=0) + 1)
 
 
 def valid_experiment_id(experiment_id: Any) -> bool:

@@ -24,7 +24,7 @@ import orjson
 
 from ..errors import StoreError
 from ..locations import is_postgres_url, safe_url
-from ..schema import check_trace, encode_spans
+from ..schema import check_trace, encode_spans, next_experiment_id
 from .schema import MIGRATIONS, migrate
 from .view import PgView, spans_of
 
@@ -289,8 +289,8 @@ class PgStore:
             ).fetchone()
             if row is not None:
                 return str(row[0])
-            ids = [r[0] for r in conn.execute("SELECT experiment_id FROM tracetag_experiments")]
-            new_id = str(max((int(i) for i in ids if i.isdigit()), default=0) + 1)
+            ids = conn.execute("SELECT experiment_id FROM tracetag_experiments")
+            new_id = next_experiment_id(r[0] for r in ids)
             now = int(time.time() * 1000)
             self.apply(
                 conn,

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidInput, StoreCorrupted, StoreError, StoreLocked
-from ..schema import check_trace, encode_spans
+from ..schema import check_trace, encode_spans, next_experiment_id
 from .base import BaseFile, layout, loads_doc
 from .files import atomic_write, decode_record, encode_record, fsync_dir, record_line, write_all
 from .journal import JOURNAL_VERSION, Overlay, read_journal, touched_ids
@@ -406,8 +406,7 @@ class Store:
             for e in exps:
                 if e["name"] == name:
                     return str(e["experiment_id"])
-            numeric = [int(e["experiment_id"]) for e in exps if e["experiment_id"].isdigit()]
-            new_id = str(max(numeric, default=0) + 1)
+            new_id = next_experiment_id(e["experiment_id"] for e in exps)
             now = int(time.time() * 1000)
             tx.append(
                 {
