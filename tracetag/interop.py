@@ -24,6 +24,7 @@ from .schema import check_trace
 
 __all__ = [
     "ImportResult",
+    "mlflow_info",
     "mlflow_span",
     "mlflow_trace",
     "parse_traces",
@@ -271,28 +272,35 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def mlflow_info(doc: dict[str, Any], experiment_id: str | None = None) -> dict[str, Any]:
+    """An info document as MLflow 3's ``TraceInfoV3`` JSON (in ``experiment_id`` if given),
+    with the duration as ``Trace.to_dict()`` writes it (``execution_duration_ms``)."""
+    info: dict[str, Any] = {
+        "trace_id": doc["trace_id"],
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": experiment_id or doc["experiment_id"]},
+        },
+        "request_time": format_iso_ms(doc["timestamp_ms"]),
+        "state": doc["status"],
+        "trace_metadata": dict(doc.get("metadata") or {}),
+        "tags": dict(doc.get("tags") or {}),
+        "request_preview": doc.get("request_preview"),
+        "response_preview": doc.get("response_preview"),
+        "execution_duration_ms": doc.get("execution_time_ms"),
+    }
+    if doc.get("client_request_id") is not None:
+        info["client_request_id"] = doc["client_request_id"]
+    return info
+
+
 def to_mlflow_dict(trace: Trace) -> dict[str, Any]:
     """``trace`` as MLflow 3's ``Trace.to_dict()``: what ``Trace.from_dict`` (and
     ``tracetag import``) read back."""
     i = trace.info
-    info: dict[str, Any] = {
-        "trace_id": i.trace_id,
-        "trace_location": {
-            "type": "MLFLOW_EXPERIMENT",
-            "mlflow_experiment": {"experiment_id": i.experiment_id},
-        },
-        "request_time": format_iso_ms(i.timestamp_ms),
-        "state": i.status,
-        "trace_metadata": dict(i.metadata),
-        "tags": dict(i.tags),
-        "request_preview": i.request_preview,
-        "response_preview": i.response_preview,
-        "execution_duration_ms": i.execution_time_ms,
-    }
-    if i.client_request_id is not None:
-        info["client_request_id"] = i.client_request_id
     otel_id = i.trace_id[3:] if i.trace_id.startswith("tr-") else i.trace_id
-    return {"info": info, "data": {"spans": [_mlflow_span_dict(otel_id, s) for s in trace.spans]}}
+    spans = [_mlflow_span_dict(otel_id, s) for s in trace.spans]
+    return {"info": mlflow_info(i.to_dict()), "data": {"spans": spans}}
 
 
 def _mlflow_span_dict(otel_id: str, s: Span) -> dict[str, Any]:

@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidInput
-from ..filters.fields import format_iso_ms
-from ..interop import mlflow_span, mlflow_trace
+from ..interop import mlflow_info, mlflow_span, mlflow_trace
 
 __all__ = ["doc_of_info", "info_of_doc", "otlp_request", "spans_of_rest"]
 
@@ -71,23 +70,13 @@ def spans_of_rest(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def info_of_doc(doc: dict[str, Any], experiment_id: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "trace_id": doc["trace_id"],
-        "trace_location": {
-            "type": "MLFLOW_EXPERIMENT",
-            "mlflow_experiment": {"experiment_id": experiment_id},
-        },
-        "request_time": format_iso_ms(doc["timestamp_ms"]),
-        "state": doc["status"],
-        "trace_metadata": doc.get("metadata") or {},
-        "tags": doc.get("tags") or {},
-    }
-    if doc.get("execution_time_ms") is not None:
-        info["execution_duration"] = f"{doc['execution_time_ms'] / 1000:.3f}s"
-    for key in ("request_preview", "response_preview", "client_request_id"):
-        if doc.get(key) is not None:
-            info[key] = doc[key]
-    return info
+    """The ``TraceInfoV3`` the traces endpoint takes: its duration is a protobuf Duration
+    (``"1.500s"``), and absent fields are left out."""
+    info = mlflow_info(doc, experiment_id)
+    ms = info.pop("execution_duration_ms")
+    if ms is not None:
+        info["execution_duration"] = f"{ms / 1000:.3f}s"
+    return {k: v for k, v in info.items() if v is not None}
 
 
 def otel_trace_id(trace_id: str) -> str:
