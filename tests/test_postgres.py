@@ -392,3 +392,13 @@ def test_explain_says_whether_postgresql_decides_alone(pg_url, cli):
     assert "PostgreSQL evaluates the whole filter" in exact
     narrowed = cli("search", "--explain", "-f", "span.type = 'LLM'").stdout
     assert "tracetag decides" in narrowed
+
+
+def test_an_import_whose_experiment_name_is_taken_gets_a_numbered_name(pg_url, cli):
+    # Experiment names are unique in a database: "experiment-5" exists under another id.
+    assert cli("experiments", "create", "experiment-5").exit_code == 0
+    trace = Trace(TraceInfo(trace_id="tr-" + "5" * 32, experiment_id="5", timestamp_ms=1))
+    result = cli("import", "-", input=trace.to_json())
+    assert result.exit_code == 0, result.stderr
+    names = {e["experiment_id"]: e["name"] for e in TracetagClient(pg_url).list_experiments()}
+    assert names["5"] == "experiment-5 (2)" and "experiment-5" in names.values()

@@ -471,17 +471,15 @@ class TracetagClient:
         from .interop import parse_traces
 
         parsed = parse_traces(data, source, skip_invalid=skip_invalid)
+        from .copying import experiment_record
+
         with self.snapshot() as snap:
-            known = {e["experiment_id"] for e in snap.experiments()}
+            exps = snap.experiments()
+        known = {e["experiment_id"] for e in exps}
+        names = {e["name"] for e in exps}
         now = int(time.time() * 1000)
         new_exps = sorted({t.info.experiment_id for t in parsed.traces} - known)
-        extra = [
-            {
-                "op": "exp",
-                "doc": {"experiment_id": e, "name": f"experiment-{e}", "creation_time_ms": now},
-            }
-            for e in new_exps
-        ]
+        extra = [experiment_record(None, e, names, now) for e in new_exps]
         if not parsed.traces:
             return ImportSummary(0, 0, parsed.invalid)
         new, updated = self.store.put_traces([trace_to_doc(t) for t in parsed.traces], extra)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from .api import TracetagClient
     from .filters import ast as A
 
-__all__ = ["copy_traces"]
+__all__ = ["copy_traces", "experiment_record"]
 
 
 def copy_traces(
@@ -46,7 +46,7 @@ def copy_traces(
         for doc in select(snap, node, experiment_ids):
             eid = doc["experiment_id"]
             if eid not in known:
-                extra.append(_experiment(exps.get(eid), eid, names))
+                extra.append(experiment_record(exps.get(eid), eid, names))
                 known[eid] = extra[-1]["doc"]["name"]
             items.append(({k: doc.get(k) for k in INFO_FIELDS}, snap.spans(doc)))
             if len(items) >= batch:
@@ -56,11 +56,17 @@ def copy_traces(
     return new, updated
 
 
-def _experiment(exp: dict[str, Any] | None, eid: str, names: set[str]) -> dict[str, Any]:
-    """The record creating experiment ``eid`` here, renamed if its name is taken."""
-    name = (exp or {}).get("name") or f"experiment-{eid}"
+def experiment_record(
+    exp: dict[str, Any] | None, eid: str, names: set[str], created: int = 0
+) -> dict[str, Any]:
+    """The record creating experiment ``eid`` (named as ``exp``, else ``experiment-ID``) in a
+    store whose experiment names are ``names``: a name taken by another experiment gets a
+    number (names are unique in a database and in MLflow)."""
+    base = (exp or {}).get("name") or f"experiment-{eid}"
+    name, n = base, 1
     while name in names:
-        name = f"{name} (copy)"
+        n += 1
+        name = f"{base} ({n})"
     names.add(name)
-    created = (exp or {}).get("creation_time_ms") or 0
+    created = (exp or {}).get("creation_time_ms") or created
     return {"op": "exp", "doc": {"experiment_id": eid, "name": name, "creation_time_ms": created}}
