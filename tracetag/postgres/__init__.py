@@ -130,8 +130,11 @@ class PgStore:
         conn = self.acquire()
         try:
             yield conn
-        except self._psycopg.OperationalError as e:
-            conn.close()
+        except self._psycopg.Error as e:
+            # Whatever the database refused (a lost connection, a constraint): one line naming
+            # the store, never a driver traceback; a broken connection is not reused.
+            if isinstance(e, self._psycopg.OperationalError):
+                conn.close()
             raise StoreError(f"{self.path}: {_reason(e, self.url)}") from None
         finally:
             self.release(conn)
