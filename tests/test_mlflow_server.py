@@ -246,8 +246,8 @@ def test_export_in_mlflows_form_reads_into_mlflow_and_back(tmp_path):
     a = [t.to_dict() for t in TracetagClient(local).search_traces(max_results=None)]
     b = [t.to_dict() for t in TracetagClient(back).search_traces(max_results=None)]
     assert a == b
-    bad = run_tracetag("--store", str(local), "export", "--format", "otlp")
-    assert bad.returncode == 2 and b"use tracetag or mlflow" in bad.stderr
+    bad = run_tracetag("--store", str(local), "export", "--format", "zipkin")
+    assert bad.returncode == 2 and b"'zipkin' is not one of tracetag, mlflow, otlp" in bad.stderr
 
 
 class _Refusing(BaseHTTPRequestHandler):

@@ -8,7 +8,6 @@ renaming ``mlflow`` to ``tracetag``. Every mutation is one durable write to the 
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -19,6 +18,8 @@ import orjson
 from . import recorder
 from .backend import Backend, ReadView, open_backend
 from .errors import ExperimentNotFound, InvalidInput, TagNotFound, TraceNotFound
+from .formats import EXPORT_FORMATS
+from .importing import ImportSummary, import_sources
 from .model import Span, Trace, TraceData, TraceInfo, doc_to_trace, trace_to_doc
 from .planning import DeletePlan, DeleteReport, Selection, TagPlan
 
@@ -52,25 +53,6 @@ class PagedList(list):
     def __init__(self, items: Iterable[Any], token: str | None):
         super().__init__(items)
         self.token = token
-
-
-class ImportSummary:
-    def __init__(self, new: int, updated: int, invalid: list[tuple[int, str]]):
-        self.new = new
-        self.updated = updated
-        self.invalid = invalid
-
-    @property
-    def imported(self) -> int:
-        return self.new + self.updated
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "imported": self.imported,
-            "new": self.new,
-            "updated": self.updated,
-            "invalid": [{"line": n, "error": m} for n, m in self.invalid],
-        }
 
 
 class TracetagClient:
@@ -464,26 +446,53 @@ class TracetagClient:
         return self.store.put_traces([trace_to_doc(t) for t in traces])
 
     def import_traces(
-        self, data: bytes, source: str = "-", *, skip_invalid: bool = False
+        self,
+        data: bytes,
+        source: str = "-",
+        *,
+        skip_invalid: bool = False,
+        format: str | None = None,
+        experiment: str | None = None,
+        labels: str = "tag",
     ) -> ImportSummary:
-        """Import MLflow or tracetag JSON (array, document or JSON lines): all or nothing,
-        unless ``skip_invalid``."""
-        from .interop import parse_traces
+        """Import MLflow or tracetag JSON (array, document or JSON lines) or OTLP (JSON or
+        protobuf; ``format`` ``json`` or ``otlp``, else told from the data): all or nothing,
+        unless ``skip_invalid``. See :meth:`import_sources`."""
+        return self.import_sources(
+            [(source, data)],
+            skip_invalid=skip_invalid,
+            format=format,
+            experiment=experiment,
+            labels=labels,
+        )
 
-        parsed = parse_traces(data, source, skip_invalid=skip_invalid)
-        from .copying import experiment_record
+    def import_sources(
+        self,
+        sources: Sequence[tuple[str, bytes]],
+        *,
+        skip_invalid: bool = False,
+        format: str | None = None,
+        experiment: str | None = None,
+        labels: str = "tag",
+    ) -> ImportSummary:
+        """Import several files, ``(name, bytes)`` each, in one atomic write.
 
-        with self.snapshot() as snap:
-            exps = snap.experiments()
-        known = {e["experiment_id"] for e in exps}
-        names = {e["name"] for e in exps}
-        now = int(time.time() * 1000)
-        new_exps = sorted({t.info.experiment_id for t in parsed.traces} - known)
-        extra = [experiment_record(None, e, names, now) for e in new_exps]
-        if not parsed.traces:
-            return ImportSummary(0, 0, parsed.invalid)
-        new, updated = self.store.put_traces([trace_to_doc(t) for t in parsed.traces], extra)
-        return ImportSummary(new, updated, parsed.invalid)
+        OTLP spans of one trace may be spread over requests and files: they are assembled by
+        trace id, and a trace already stored gets the new spans merged in (see
+        :func:`tracetag.otlp.merge_trace`). OTLP traces go to ``experiment`` (an id or name;
+        a name not yet used makes a new experiment; default ``0``); ``labels`` says how label
+        lists become tags (``tag``, ``joined``, ``ignore``)."""
+        return import_sources(self, sources, skip_invalid, format, experiment, labels)
+
+    def ingest_otlp(
+        self, spans: Sequence[Any], experiment_id: str = "0", labels: str = "tag"
+    ) -> tuple[int, list[tuple[str, int, str]]]:
+        """Write OTLP spans (:class:`tracetag.otlp.OtelSpan`, one request's worth) as one
+        atomic write, merged into the traces already stored. A trace the store refuses is
+        left out; returns (traces written, [(trace id, its span count, why)] refused)."""
+        from .importing import ingest_otlp
+
+        return ingest_otlp(self.store, spans, experiment_id, labels)
 
     def export_traces(
         self,
@@ -492,18 +501,19 @@ class TracetagClient:
         experiment_ids: Iterable[str] | None = None,
         format: str = "tracetag",
     ) -> int:
-        """Write tracetag JSON lines (``{"info", "spans"}``) that import back identically, or
-        with ``format="mlflow"`` MLflow's ``Trace.to_dict()`` lines, which MLflow reads.
+        """Write tracetag JSON lines (``{"info", "spans"}``) that import back identically; with
+        ``format="mlflow"`` MLflow's ``Trace.to_dict()`` lines, which MLflow reads; with
+        ``format="otlp"`` one OTLP/JSON ``ExportTraceServiceRequest`` per trace and line.
 
         Streams in store order, one trace in memory at a time, whatever the store's size; a
         store built by importing an export keeps its order, so re-exporting gives equal bytes.
         """
         from .interop import to_mlflow_dict
+        from .otlp.mapping import otlp_request
         from .query import select
 
-        if format not in ("tracetag", "mlflow"):
-            raise InvalidInput(f"unknown export format {format!r}; use tracetag or mlflow")
-        mlflow = format == "mlflow"
+        if format not in EXPORT_FORMATS:
+            raise InvalidInput(f"unknown export format {format!r}; use tracetag, mlflow or otlp")
         n = 0
         with self.snapshot() as snap:
             for doc in select(snap, _parse(filter_string), experiment_ids):
@@ -514,7 +524,11 @@ class TracetagClient:
                 info.tags = dict(sorted(info.tags.items()))
                 info.metadata = dict(sorted(info.metadata.items()))
                 trace = Trace(info, TraceData(spans))
-                out.write(orjson.dumps(to_mlflow_dict(trace) if mlflow else trace.to_dict()))
+                if format == "otlp":
+                    data = otlp_request([trace_to_doc(trace)])
+                else:
+                    data = to_mlflow_dict(trace) if format == "mlflow" else trace.to_dict()
+                out.write(orjson.dumps(data))
                 out.write(b"\n")
                 n += 1
         return n

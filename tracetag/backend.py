@@ -21,9 +21,14 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["BACKENDS", "Backend", "Predicate", "ReadView", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "Merge", "Predicate", "ReadView", "open_backend"]
 
 Predicate = Callable[[dict[str, Any]], bool | None]
+# merge(stored doc, its spans, new doc, new spans) -> (doc, spans) to write instead of the new
+Merge = Callable[
+    [dict[str, Any], list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]],
+    tuple[dict[str, Any], list[dict[str, Any]]],
+]
 
 
 @runtime_checkable
@@ -92,9 +97,13 @@ class Backend(Protocol):
         extra_ops: Iterable[dict[str, Any]] = (),
         *,
         count_replaced: bool = True,
+        merge: Merge | None = None,
     ) -> tuple[int, int]:
         """Insert or replace traces (:class:`~tracetag.model.TraceDoc`, span dicts), validated by
-        :func:`tracetag.schema.check_trace` before anything is written; returns (new, replaced)."""
+        :func:`tracetag.schema.check_trace` before anything is written; returns (new, replaced).
+
+        ``merge``: a trace already stored is written as ``merge(stored, stored spans, new,
+        new spans)``, computed inside the write (so a tag set meanwhile is not lost)."""
         ...
 
     def write_planned(

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+import orjson
+
 __all__ = [
     "STATUSES",
     "Span",
@@ -34,6 +36,17 @@ def new_trace_id() -> str:
     # random's generator is seeded from the OS and reseeded in a forked child (as
     # OpenTelemetry's ids); 128 bits make a collision as unlikely as secrets' would.
     return f"tr-{random.getrandbits(128):032x}"
+
+
+PREVIEW_CHARS = 1000
+
+
+def preview_of(value: Any) -> str | None:
+    """The request or response preview of a trace whose root span has ``value``."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value, default=repr).decode()
+    return text[:PREVIEW_CHARS]
 
 
 def new_span_id() -> str:
@@ -256,8 +269,6 @@ class Trace:
 
     def to_json(self, pretty: bool = False) -> str:
         """The trace as JSON text (MLflow's ``Trace.to_json``); ``tracetag import`` reads it."""
-        import orjson
-
         option = orjson.OPT_INDENT_2 if pretty else 0
         return orjson.dumps(self.to_dict(), option=option).decode()
 

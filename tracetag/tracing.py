@@ -33,6 +33,7 @@ from .model import (
     TraceInfo,
     new_span_id,
     new_trace_id,
+    preview_of,
     span_dict,
 )
 from .schema import MAX_PREVIEW, deeper_than
@@ -53,7 +54,6 @@ log = logging.getLogger("tracetag")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _current: ContextVar[LiveSpan | None] = ContextVar("tracetag_current_span", default=None)
-PREVIEW_CHARS = 1000
 
 
 def _default(obj: Any) -> Any:
@@ -130,13 +130,6 @@ def _clean_pairs(span: LiveSpan | None, what: str, values: Any) -> dict[str, str
     return clean
 
 
-def _preview(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else orjson.dumps(value, default=repr).decode()
-    return text[:PREVIEW_CHARS]
-
-
 class _LiveTrace:
     def __init__(self, trace_id: str, experiment_id: str, start_ns: int):
         self.trace_id = trace_id
@@ -174,9 +167,9 @@ class _LiveTrace:
                 "tags": dict(self.tags),
                 "metadata": dict(self.metadata),
                 "request_preview": self.request_preview
-                or (_preview(root.inputs) if root else None),
+                or (preview_of(root.inputs) if root else None),
                 "response_preview": self.response_preview
-                or (_preview(root.outputs) if root else None),
+                or (preview_of(root.outputs) if root else None),
                 "client_request_id": self.client_request_id,
             }
             spans = [s.to_dict() for s in self.spans]

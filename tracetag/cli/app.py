@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 from .._version import __version__
 from ..errors import FilterSyntaxError, StoreError, TracetagError
+from ..formats import LABEL_MODES
 
 __all__ = ["app"]
 
@@ -345,6 +346,18 @@ def _output(*choices: str) -> Any:
         autocompletion=lambda: list(choices),
         show_default=False,
     )
+
+
+LabelsOpt = Annotated[
+    str,
+    typer.Option(
+        "--labels",
+        metavar="MODE",
+        help="OTLP label lists (langfuse.trace.tags, tag.tags): tag (LABEL=true), joined "
+        "(labels=a,b) or ignore.",
+        callback=_choice(LABEL_MODES),
+    ),
+]
 
 
 # One set of format names: every listing takes table (the default on a terminal), tsv (the

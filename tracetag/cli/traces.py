@@ -9,14 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import InvalidInput
+from ..formats import EXPORT_FORMATS, IMPORT_FORMATS
 from .app import (
     DryRunOpt,
     ExpOpt,
     FilterOpt,
+    LabelsOpt,
     NoHeaderOpt,
     SearchOutput,
     ShowOutput,
     TextOutput,
+    _choice,
     _ids_from,
     _render,
     _state,
@@ -142,32 +145,62 @@ def show(
 # import / export
 
 
+ImportFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        help="json (MLflow or tracetag) or otlp; default: told from each file.",
+        callback=_choice(IMPORT_FORMATS),
+        show_default=False,
+    ),
+]
+IntoExperimentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--experiment",
+        "-x",
+        metavar="NAME|ID",
+        help="Where OTLP traces go (a new name makes an experiment); default: 0.",
+        show_default=False,
+    ),
+]
+
+
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[
-        str,
+    files: Annotated[
+        list[str],
         typer.Argument(
-            help="MLflow or tracetag trace JSON (array or lines); - for stdin.", metavar="FILE"
+            help="Trace files: MLflow or tracetag JSON, OTLP JSON or protobuf; - for stdin.",
+            metavar="FILE...",
         ),
     ],
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the readable traces, report the rest.")
     ] = False,
+    format: ImportFormatOpt = None,
+    experiment: IntoExperimentOpt = None,
+    labels: LabelsOpt = "tag",
     output: TextOutput = None,
 ) -> None:
-    """Import traces exported by MLflow (Trace.to_json, mlflow traces get) or by tracetag.
+    """Import traces: MLflow's (Trace.to_json, mlflow traces get), tracetag's, or OTLP's.
 
-    A trace already in the store is updated, not duplicated. A bad record aborts the whole import
-    (nothing is written) unless --skip-invalid.
+    All files are one write: a bad record aborts the whole import (nothing is written) unless
+    --skip-invalid. A trace already in the store is updated, not duplicated; OTLP spans of one
+    trace may be spread over requests and files, and join the trace already stored.
 
     \b
     Example: tracetag import traces.jsonl
+    Example: tracetag import --format otlp collector-*.json -x chatbot
     """
     st = _state(ctx)
     st.creates = True
-    data = _read_input(file)
-    summary = st.client.import_traces(data, file, skip_invalid=skip_invalid)
+    sources = [(file, _read_input(file)) for file in files]
+    summary = st.client.import_sources(
+        sources, skip_invalid=skip_invalid, format=format, experiment=experiment, labels=labels
+    )
     _render().import_summary(summary, output or "text")
     if summary.invalid:
         raise typer.Exit(1)
@@ -196,15 +229,21 @@ def export(
         typer.Option(
             "--format",
             metavar="FORMAT",
-            help="tracetag (imports back identically) or mlflow (Trace.to_dict(), as MLflow "
-            "writes and reads it).",
+            help="tracetag (imports back identically), mlflow (Trace.to_dict(), as MLflow "
+            "writes and reads it) or otlp (OTLP/JSON requests, one per line, for any collector).",
+            callback=_choice(EXPORT_FORMATS),
         ),
     ] = "tracetag",
 ) -> None:
-    """Export traces (info and spans) as JSON lines, tracetag's or MLflow's.
+    """Export traces (info and spans) as JSON lines: tracetag's, MLflow's or OTLP's.
+
+    OTLP lines post unchanged to a collector's /v1/traces; tags travel as mlflow.traceTag.*
+    and session and user as session.id and user.id, as MLflow, Langfuse and Phoenix read them.
 
     \b
     Example: tracetag export -f "tags.environment = 'production'" -O prod.jsonl
+    Example: tracetag export --format otlp | head -1 | curl -H 'Content-Type: application/json'
+    --data-binary @- http://localhost:4318/v1/traces
     """
     st = _state(ctx)
     if out is None:

@@ -15,14 +15,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, StoreError, TracetagError
 from ..locations import is_mlflow_url
+from ..otlp.mapping import otlp_request
 from ..schema import check_trace
-from .convert import info_of_doc, otel_trace_id, otlp_request
+from .convert import info_of_doc, otel_trace_id
 from .http import HttpError, Server
 from .view import MlflowView, is_unknown_trace
+
+if TYPE_CHECKING:
+    from ..backend import Merge
 
 __all__ = ["BatchIncomplete", "MlflowStore", "is_mlflow_url"]
 
@@ -74,9 +78,22 @@ class MlflowStore:
         extra_ops: Iterable[dict[str, Any]] = (),
         *,
         count_replaced: bool = True,
+        merge: Merge | None = None,
     ) -> tuple[int, int]:
         """Spans through OTLP (``/v1/traces``), then each info through the traces endpoint,
-        under the same trace ids: sending a trace again replaces it, never duplicates it."""
+        under the same trace ids: sending a trace again replaces it, never duplicates it.
+
+        A server has no transactions: a ``merge`` reads the stored traces first, so a write
+        that lands between that read and this one is overwritten."""
+        if merge is not None and items:
+            view = MlflowView(self)
+            found = view.get_many(doc["trace_id"] for doc, _s in items)
+            items = [
+                merge(found[d["trace_id"]], view.spans(found[d["trace_id"]]), d, s)
+                if d["trace_id"] in found
+                else (d, s)
+                for d, s in items
+            ]
         for doc, spans in items:
             check_trace(doc, spans)
             otel_trace_id(doc["trace_id"])  # the server takes OpenTelemetry ids only
@@ -102,7 +119,9 @@ class MlflowStore:
             for i in range(0, len(group), 100):
                 chunk = group[i : i + 100]
                 headers = {"x-mlflow-experiment-id": exp}
-                self.server.call("POST", "/v1/traces", otlp_request(chunk), headers)
+                self.server.call(
+                    "POST", "/v1/traces", otlp_request(chunk, trace_data=False), headers
+                )
             infos += [
                 (doc["trace_id"], "POST", "/api/3.0/mlflow/traces",
                  {"trace": {"trace_info": info_of_doc(doc, exp)}})

@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -27,6 +27,9 @@ from ..locations import is_postgres_url, safe_url
 from ..schema import check_trace, encode_spans, next_experiment_id
 from .schema import MIGRATIONS, migrate
 from .view import PgView, spans_of
+
+if TYPE_CHECKING:
+    from ..backend import Merge
 
 __all__ = ["PgStore", "is_postgres_url", "safe_url"]
 
@@ -232,6 +235,7 @@ class PgStore:
         extra_ops: Iterable[dict[str, Any]] = (),
         *,
         count_replaced: bool = True,
+        merge: Merge | None = None,
     ) -> tuple[int, int]:
         if not items and not extra_ops:
             return 0, 0
@@ -249,9 +253,28 @@ class PgStore:
                     "SELECT count(*) FROM tracetag_traces WHERE trace_id = ANY(%s::text[])",
                     (ids,),
                 ).fetchone()[0]
+            if merge is not None and encoded:
+                encoded = self._merged(conn, encoded, merge)
             if encoded:
                 self._put(conn, seq, encoded)
         return len(items) - replaced, replaced
+
+    def _merged(
+        self, conn: Any, encoded: list[tuple[dict[str, Any], bytes]], merge: Merge
+    ) -> list[tuple[dict[str, Any], bytes]]:
+        """``encoded`` with each trace already stored merged into (under the write sequence,
+        so no other write comes between the read and the write)."""
+        view = PgView(self, conn, own=False)
+        found = view.get_many(doc["trace_id"] for doc, _b in encoded)
+        out = []
+        for doc, data in encoded:
+            old = found.get(doc["trace_id"])
+            if old is not None:
+                new_doc, spans = merge(old, view.spans(old), doc, orjson.loads(data))
+                check_trace(new_doc, spans, encode=False)
+                doc, data = new_doc, encode_spans(doc["trace_id"], spans, False)
+            out.append((doc, data))
+        return out
 
     def write_planned(
         self,

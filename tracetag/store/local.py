@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -43,6 +43,9 @@ from .lock import LOCK_TIMEOUT_S, ProcessLock
 from .paths import PRIVATE_DIR, create_file, file_mode, orphan_files, resolve_store_path
 from .snapshot import Snapshot, size_mismatch, snapshot_version
 from .transaction import Transaction
+
+if TYPE_CHECKING:
+    from ..backend import Merge
 
 # Compact once the journal is larger than this or a quarter of the base, whichever is larger:
 # replay cost on reads stays a fraction of the scan, and rewrites stay rare.
@@ -376,6 +379,7 @@ class Store:
         extra_ops: Iterable[dict] = (),
         *,
         count_replaced: bool = True,
+        merge: Merge | None = None,
     ) -> tuple[int, int]:
         """Insert or replace traces (info document, span dicts) in one durable write.
 
@@ -394,7 +398,15 @@ class Store:
             for op in extra_ops:
                 tx.append(op)
             ids = (doc["trace_id"] for doc, _spans in items)
-            existing = tx.snapshot.get_many(ids) if count_replaced else {}
+            existing = tx.snapshot.get_many(ids) if count_replaced or merge else {}
+            if merge is not None and existing:
+                items = list(items)
+                for i, (doc, spans) in enumerate(items):
+                    old = existing.get(doc["trace_id"])
+                    if old is not None:
+                        items[i] = merged = merge(old, tx.snapshot.spans(old), doc, spans)
+                        check_trace(merged[0], merged[1], encode=False)
+                        lines[i] = record_line(encode_spans(doc["trace_id"], merged[1]))
             locs = tx.append_span_lines(lines)
             for (doc, _spans), loc in zip(items, locs, strict=True):
                 tx.append({"op": "put", "doc": {**doc, "spans_at": loc}})
