@@ -122,7 +122,7 @@ def test_the_official_sdk_sends_1000_traces_from_4_threads_and_search_finds_them
     finally:
         assert serve.stop() == 0
     out = serve.output()
-    assert "only this machine can connect" in out and "received" in out, out
+    assert "only this machine can connect" in out and "stored 3000 spans" in out, out
     r = runner.invoke(app, ["search", "-f", "tags.run = 'run'", "-o", "ids"])
     ids = r.stdout.split()
     assert r.exit_code == 0 and len(ids) == 1000 == len(set(ids))
@@ -341,3 +341,21 @@ def test_export_posts_unchanged_to_the_receiver(receiver, tmp_path, store_path):
     assert [(t.info.trace_id, t.info.tags) for t in got] == [
         (t.info.trace_id, t.info.tags) for t in source.search_traces()
     ]
+
+
+def test_a_store_that_cannot_write_answers_503_with_retry_after(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    lines: list[str] = []
+    r = Receiver(TracetagClient(blocker / "store.json"), port=0, log=lines.append).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+        conn.request("POST", "/v1/traces", body=orjson.dumps(_request()),
+                     headers={"Content-Type": "application/json"})  # fmt: skip
+        answer = conn.getresponse()
+        body = orjson.loads(answer.read())
+    finally:
+        r.stop()
+    assert answer.status == 503 and answer.getheader("Retry-After") == "5"
+    assert body["code"] == 14 and "the store cannot take the write" in body["message"]
+    assert len(lines) == 1 and ": 503 " in lines[0]

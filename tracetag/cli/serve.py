@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import gc
-import ipaddress
-import signal
-import threading
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import ExperimentNotFound, InvalidInput
 from .app import LabelsOpt, _state, app
-from .output import err
 
 HostOpt = Annotated[
     str,
@@ -72,6 +67,7 @@ def serve(
     """
     from ..otlp.decode import protobuf_available
     from ..otlp.receiver import Receiver
+    from .output import err, plural
 
     _collect_garbage()
     st = _state(ctx)
@@ -101,9 +97,10 @@ def serve(
     _run_until_signalled(receiver)
     s = receiver.stats
     err(
-        f"tracetag: received {s.requests} requests: {s.spans} spans, {s.traces} trace writes"
-        + (f", {s.rejected_spans} spans refused" if s.rejected_spans else "")
-        + (f", {s.failed} requests failed" if s.failed else "")
+        f"tracetag: answered {plural(s.requests, 'request')}: stored "
+        f"{plural(s.spans, 'span')} in {plural(s.traces, 'trace write')}"
+        + (f", refused {plural(s.rejected_spans, 'span')}" if s.rejected_spans else "")
+        + (f", {plural(s.failed, 'request')} failed" if s.failed else "")
     )
 
 
@@ -112,6 +109,8 @@ def _collect_garbage() -> None:
     collector off); but each request makes thousands of short-lived dicts, and with the default
     threshold the collector would scan the heap many times a request. What exists at start
     never becomes garbage."""
+    import gc
+
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     gc.enable()
@@ -119,6 +118,11 @@ def _collect_garbage() -> None:
 
 def _run_until_signalled(receiver: Any) -> None:
     """Serve until SIGINT or SIGTERM, then stop as :meth:`Receiver.stop` does."""
+    import signal
+    import threading
+
+    from .output import err
+
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -134,12 +138,17 @@ def _run_until_signalled(receiver: Any) -> None:
 
 
 def _log(line: str) -> None:
+    from .output import err
+
     err(f"tracetag: {line}")  # err shows control characters in data as escapes
 
 
 def _announce(
     receiver: Any, host: str, client: Any, experiment_id: str, token: str | None, pb: bool
 ) -> None:
+    import ipaddress
+
+    from .output import err
     from .render import visible
 
     err(

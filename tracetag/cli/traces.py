@@ -251,7 +251,9 @@ def export(
         sys.stdout.buffer.flush()
     else:
         n = _export_to_file(st.client, Path(out), filter_string, experiment_id, format)
-    typer.echo(f"exported {n} traces", err=True)
+    from .output import plural
+
+    typer.echo(f"exported {plural(n, 'trace')}", err=True)
 
 
 def _export_to_file(

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import StoreError, TracetagError
+from ..errors import InvalidInput, TracetagError
 from .decode import ProtobufMissing
 
 if TYPE_CHECKING:
@@ -49,14 +49,15 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _STATUS_INVALID_ARGUMENT = 3  # google.rpc.Code, for the Status body of a failed request
 _STATUS_UNAVAILABLE = 14
+_STATUS_INTERNAL = 13
 
 
 @dataclass
 class ReceiverStats:
-    requests: int = 0
-    spans: int = 0
-    traces: int = 0
-    rejected_spans: int = 0
+    requests: int = 0  # POSTs answered, whatever the answer
+    spans: int = 0  # spans written
+    traces: int = 0  # traces written to (one trace may be written by several requests)
+    rejected_spans: int = 0  # in traces the store refused (partial success)
     failed: int = 0  # requests answered with an error
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -202,6 +203,9 @@ class Receiver:
         except _Refused as e:
             code = _STATUS_UNAVAILABLE if e.status in (429, 503) else _STATUS_INVALID_ARGUMENT
             return e.status, _status_body(answer_type, code, str(e)), answer_type
+        except Exception as e:  # a bug of ours: one line in the log, a 500, and serve on
+            message = f"internal error: {type(e).__name__}: {e}"
+            return 500, _status_body(answer_type, _STATUS_INTERNAL, message), answer_type
 
     def _ingest(self, headers: Any, ctype: str, body: bytes) -> bytes:
         from . import decode_body
@@ -221,12 +225,14 @@ class Receiver:
             raise _Refused(400, f"cannot decode the request: {e}") from None
         try:
             written, refused = self.client.ingest_otlp(spans, self.experiment_id, self.labels)
-        except StoreError as e:
-            raise _Refused(503, f"the store cannot take the write: {e}") from None
-        except TracetagError as e:
+        except InvalidInput as e:
             raise _Refused(400, str(e)) from None
+        except (TracetagError, OSError) as e:
+            # The store could not write (a full disk, a lock held, a server away): nothing was
+            # acknowledged, and writing again is safe (spans are merged by id), so retry.
+            raise _Refused(503, f"the store cannot take the write: {e}") from None
         rejected = sum(n for _tid, n, _why in refused)
-        self.stats.add(requests=1, spans=len(spans) - rejected, traces=written)
+        self.stats.add(spans=len(spans) - rejected, traces=written)
         message = ""
         if refused:
             self.stats.add(rejected_spans=rejected)
@@ -301,6 +307,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+        if self.command == "POST":
+            self.receiver.stats.add(requests=1)
         if status >= 400 and status != 429:
             self.receiver.stats.add(failed=1)
             first = body.decode("utf-8", "replace")[:300] if ctype != PROTOBUF else ""
