@@ -14,7 +14,7 @@ from importlib import import_module
 from .app import app
 
 # Importing a command module registers its commands, in the order --help lists them.
-for _module in ("traces", "tagging", "admin", "serve"):
+for _module in ("traces", "tagging", "admin", "serve", "ui"):
     import_module(f".{_module}", __name__)
 
 __all__ = ["app", "main"]

@@ -1,0 +1,201 @@
+"""`tracetag ui`, driven by Textual's pilot on real stores: filter errors with a caret, a trace's
+spans, marking and tagging in one write the CLI sees, undo, statistics; and screenshots."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("textual", reason="the terminal UI's tests need the ui extra")
+from textual.widgets import DataTable, Static, Tree
+
+from tracetag.api import TracetagClient
+from tracetag.cli import app as cli_app
+from tracetag.review import FilterHistory
+from tracetag.ui.app import TracetagApp, shown_order
+
+runner = CliRunner()
+FILTER = "tags.environment = 'production'"
+
+
+def _app(store, tmp_path, **kw):
+    history = FilterHistory(tmp_path / "history")
+    return TracetagApp(TracetagClient(store), history=history, **kw)
+
+
+async def _settle(app, pilot):
+    for _ in range(3):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def _cli_ids(*args):
+    r = runner.invoke(cli_app, ["search", *args, "-o", "ids"])
+    assert r.exit_code == 0, r.output
+    return r.stdout.split()
+
+
+def _journal_records(store):
+    path = store.with_name(store.name + "-journal")
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def test_review_flow_filter_select_tag_three_undo(local_conformance_store, tmp_path):
+    store = local_conformance_store
+    app = _app(store, tmp_path)
+
+    async def run():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(app, pilot)
+            table = app.query_one("#results", DataTable)
+            assert table.row_count == 200  # the first page, not all 320
+            # A filter with an error: the caret shows, nothing is searched.
+            await pilot.press("slash", *"tags.environment = ")
+            await _settle(app, pilot)
+            problem = app.query_one("#problem", Static)
+            assert not problem.has_class("ok")
+            text = str(problem.render())
+            assert "unexpected end of filter" in text and "^" in text
+            assert app.pager.filter_string is None
+            # Fixed: the table fills with what the CLI finds, in the same order.
+            await pilot.press(*"'production'", "enter")
+            await _settle(app, pilot)
+            assert problem.has_class("ok")
+            expected = _cli_ids("-f", FILTER)
+            assert shown_order(app)[: len(expected)] == expected[:200]
+            # Select a trace: its spans appear.
+            await pilot.press("down")
+            await _settle(app, pilot)
+            chosen = expected[1]
+            tree = app.query_one("#spans", Tree)
+            trace = TracetagClient(store).get_trace(chosen)
+            labels = [str(n.label) for n in tree.root.children]
+            roots = [s for s in trace.spans if s.parent_id is None]
+            assert len(labels) == len(roots) and roots[0].name in labels[0]
+            # Mark three, tag them in one write.
+            await pilot.press("space", "down", "space", "down", "space")
+            assert len(app.marked) == 3
+            before = _journal_records(store)
+            await pilot.press("t", *"reviewed=yes")
+            await _settle(app, pilot)
+            diff = str(app.screen.query_one("#diff", Static).render())
+            assert diff.count("+ reviewed=yes") == 3 and "3 traces would change" in diff
+            await pilot.press("enter")
+            await _settle(app, pilot)
+            assert _journal_records(store) == before + 1
+            assert sorted(_cli_ids("-f", "tags.reviewed = 'yes'")) == sorted(expected[1:4])
+            # Undo: the CLI sees the tags gone.
+            await pilot.press("u")
+            await _settle(app, pilot)
+            assert _cli_ids("-f", "tags.reviewed = 'yes'") == []
+
+    asyncio.run(run())
+
+
+def test_mark_all_tags_every_match_not_only_the_loaded_page(local_conformance_store, tmp_path):
+    app = _app(local_conformance_store, tmp_path)  # no filter: 320 traces, 200 loaded
+
+    async def run():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(app, pilot)
+            await pilot.press("a", "t", *"batch=all")
+            await _settle(app, pilot)
+            await pilot.press("enter")
+            await _settle(app, pilot)
+
+    asyncio.run(run())
+    assert len(_cli_ids("-f", "tags.batch = 'all'")) == 320
+
+
+def test_stats_help_sort_and_refresh_see_other_writers(local_conformance_store, tmp_path):
+    app = _app(local_conformance_store, tmp_path, filter_string=FILTER)
+
+    async def run():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(app, pilot)
+            top = shown_order(app)[0]
+            # Another process tags the top trace; a refresh shows it.
+            r = runner.invoke(cli_app, ["tag", "set", top, "seen_by=cli"])
+            assert r.exit_code == 0
+            await pilot.press("r")
+            await _settle(app, pilot)
+            assert "seen_by = cli" in str(app.query_one("#info", Static).render())
+            await pilot.press("s")  # slowest first
+            await _settle(app, pilot)
+            assert shown_order(app)[:5] == _cli_ids(
+                "-f", FILTER, "--order-by", "execution_time_ms DESC", "-n", "5"
+            )
+            await pilot.press("g")
+            await _settle(app, pilot)
+            stats = app.screen.query_one("#stats", DataTable)
+            assert stats.row_count == 2  # OK and ERROR
+            await pilot.press("escape", "question_mark")
+            await _settle(app, pilot)
+            assert "mark every trace that matches" in str(app.screen.query_one("#help").render())
+
+    asyncio.run(run())
+
+
+def test_hostile_values_are_shown_as_text(store_path, tmp_path):
+    client = TracetagClient(store_path)
+    import tracetag
+
+    tracetag.set_store(str(store_path))
+
+    @tracetag.trace(name="[bold red]boom\x1b[2J")
+    def f():
+        tracetag.update_current_trace(tags={"note": "[link=http://evil]x[/link]\x1b]0;t\x07"})
+
+    f()
+    tracetag.flush()
+    app = _app(store_path, tmp_path)
+
+    async def run():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(app, pilot)
+            info = str(app.query_one("#info", Static).render())
+            assert "[link=http://evil]x[/link]\\x1b]0;t\\x07" in info
+            assert "[bold red]boom\\x1b[2J" in info
+
+    asyncio.run(run())
+    assert client.search_traces()
+
+
+def test_filter_history_keeps_recent_filters_once(tmp_path):
+    h = FilterHistory(tmp_path / "h")
+    for f in ["a = 1", "b = 2", "a = 1", "c\n= 3"]:
+        h.add(f)
+    assert FilterHistory(tmp_path / "h").recent() == ["c = 3", "a = 1", "b = 2"]
+
+
+def test_ui_without_textual_is_one_line(monkeypatch):
+    import tracetag.ui
+
+    monkeypatch.setattr(tracetag.ui, "available", lambda: False)
+    r = runner.invoke(cli_app, ["ui"])
+    assert r.exit_code == 2 and "pip install 'tracetag[ui]'" in r.output
+
+
+# -- screenshots (SVG, under tests/__snapshots__; README shows them) ------------------------------
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("view", ["main", "tag", "stats", "help"])
+def test_screens(local_conformance_store, tmp_path, snap_compare, size, view):
+    app = _app(local_conformance_store, tmp_path, filter_string=FILTER, tag_columns=["priority"])
+    keys = {
+        "main": ["down", "down"],
+        "tag": ["space", "down", "space", "t", *"reviewed=yes"],
+        "stats": ["g"],
+        "help": ["question_mark"],
+    }[view]
+
+    async def before(pilot):
+        await _settle(app, pilot)
+        await pilot.press(*keys)
+        await _settle(app, pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=before)

@@ -1,0 +1,50 @@
+"""``tracetag ui``: the terminal UI (the ``ui`` extra)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import InvalidInput
+from .app import ExpOpt, FilterOpt, _state, app
+from .traces import OrderByOpt
+
+TagColumnsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tag-column",
+        "-c",
+        metavar="KEY",
+        help="Show this tag in a column of its own (repeatable, or comma-separated).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def ui(
+    ctx: typer.Context,
+    filter_string: FilterOpt = None,
+    experiment_id: ExpOpt = None,
+    order_by: OrderByOpt = None,
+    tag_columns: TagColumnsOpt = None,
+) -> None:
+    """Look at traces and tag them by hand in a terminal UI (? inside for its keys).
+
+    Search with the whole filter language (checked as you type), read a trace's spans, mark
+    traces and tag them in one write (previewed as a dry run), undo, see statistics.
+
+    \b
+    Example: tracetag ui -f "status = 'ERROR'" -c environment -c model_version
+    """
+    from ..ui import available
+
+    if not available():
+        raise InvalidInput("the terminal UI needs Textual: pip install 'tracetag[ui]'")
+    from ..ui.app import TracetagApp
+
+    st = _state(ctx)
+    columns = [c.strip() for v in tag_columns or [] for c in v.split(",") if c.strip()]
+    orders = [o.strip() for v in order_by or [] for o in v.split(",") if o.strip()]
+    TracetagApp(st.client, filter_string, experiment_id, orders or None, columns).run()
