@@ -4,6 +4,7 @@ spans, marking and tagging in one write the CLI sees, undo, statistics; and scre
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -38,13 +39,17 @@ def _cli_ids(*args):
     return r.stdout.split()
 
 
-def _journal_records(store):
-    path = store.with_name(store.name + "-journal")
-    return len(path.read_bytes().splitlines()) if path.exists() else 0
+def _writes(store):
+    """How many writes the store has taken: journal records, or a database's write count."""
+    if isinstance(store, Path):
+        path = store.with_name(store.name + "-journal")
+        return len(path.read_bytes().splitlines()) if path.exists() else 0
+    return TracetagClient(store).info()["writes"]
 
 
-def test_review_flow_filter_select_tag_three_undo(local_conformance_store, tmp_path):
-    store = local_conformance_store
+def test_review_flow_filter_select_tag_three_undo(conformance_store, tmp_path):
+    """On the file store and on PostgreSQL."""
+    store = conformance_store
     app = _app(store, tmp_path)
 
     async def run():
@@ -78,14 +83,14 @@ def test_review_flow_filter_select_tag_three_undo(local_conformance_store, tmp_p
             # Mark three, tag them in one write.
             await pilot.press("space", "down", "space", "down", "space")
             assert len(app.marked) == 3
-            before = _journal_records(store)
+            before = _writes(store)
             await pilot.press("t", *"reviewed=yes")
             await _settle(app, pilot)
             diff = str(app.screen.query_one("#diff", Static).render())
             assert diff.count("+ reviewed=yes") == 3 and "3 traces would change" in diff
             await pilot.press("enter")
             await _settle(app, pilot)
-            assert _journal_records(store) == before + 1
+            assert _writes(store) == before + 1
             assert sorted(_cli_ids("-f", "tags.reviewed = 'yes'")) == sorted(expected[1:4])
             # Undo: the CLI sees the tags gone.
             await pilot.press("u")
@@ -199,3 +204,18 @@ def test_screens(local_conformance_store, tmp_path, snap_compare, size, view):
         await _settle(app, pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+def test_readme_screenshots_are_the_current_snapshots():
+    """docs/screenshots (shown in the README) are copies of the snapshots this file checks."""
+    root = Path(__file__).resolve().parents[1]
+    shots = sorted((root / "docs" / "screenshots").glob("ui-*.svg"))
+    assert len(shots) == 6
+    for shot in shots:
+        view, size = shot.stem.split("-")[1:]
+        index = {"80x24": 0, "160x48": 1}[size]
+        snap = (
+            root / "tests" / "__snapshots__" / "test_ui" / f"test_screens[{view}-size{index}].svg"
+        )
+        assert shot.read_bytes() == snap.read_bytes(), f"copy {snap.name} to {shot}"
+    assert "docs/screenshots/ui-main-160x48.svg" in (root / "README.md").read_text()
