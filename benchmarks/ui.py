@@ -24,12 +24,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from run import make_traces  # noqa: E402
 
 FIRST_ROWS = r"""
-import asyncio, sys, time
+import asyncio, gc, sys, time
+gc.disable()  # as tracetag's command line starts; the ui command then calls long_lived()
+from tracetag.cli.app import long_lived
 from tracetag.api import TracetagClient
 from tracetag.ui.app import TracetagApp
 from textual.widgets import DataTable
 
 async def main():
+    long_lived()
     app = TracetagApp(TracetagClient(sys.argv[1]))
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one("#results", DataTable)

@@ -56,7 +56,14 @@ def test_review_flow_filter_select_tag_three_undo(conformance_store, tmp_path):
         async with app.run_test(size=(100, 30)) as pilot:
             await _settle(app, pilot)
             table = app.query_one("#results", DataTable)
-            assert table.row_count == 200  # the first page, not all 320
+            assert table.row_count == 100  # the first page, not all 320
+            await pilot.press("ctrl+end")  # near the end of what is read, the next page comes
+            await _settle(app, pilot)
+            assert table.row_count == 300
+            await pilot.press("ctrl+end")
+            await _settle(app, pilot)
+            assert table.row_count == 320 and app.pager.done
+            await pilot.press("ctrl+home")
             # A filter with an error: the caret shows, nothing is searched.
             await pilot.press("slash", *"tags.environment = ")
             await _settle(app, pilot)
@@ -70,7 +77,7 @@ def test_review_flow_filter_select_tag_three_undo(conformance_store, tmp_path):
             await _settle(app, pilot)
             assert problem.has_class("ok")
             expected = _cli_ids("-f", FILTER)
-            assert shown_order(app)[: len(expected)] == expected[:200]
+            assert shown_order(app)[: len(expected)] == expected[:100]
             # Select a trace: its spans appear.
             await pilot.press("down")
             await _settle(app, pilot)
@@ -219,3 +226,48 @@ def test_readme_screenshots_are_the_current_snapshots():
         )
         assert shot.read_bytes() == snap.read_bytes(), f"copy {snap.name} to {shot}"
     assert "docs/screenshots/ui-main-160x48.svg" in (root / "README.md").read_text()
+
+
+def test_shift_select_marks_a_run_and_a_tag_deletes_with_minus(local_conformance_store, tmp_path):
+    app = _app(local_conformance_store, tmp_path, filter_string=FILTER)
+
+    async def run():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(app, pilot)
+            await pilot.press("shift+down", "shift+down", "shift+down")
+            order = shown_order(app)
+            assert app.marked == set(order[:4])
+            await pilot.press("t", *"step=one")
+            await _settle(app, pilot)
+            await pilot.press("enter")
+            await _settle(app, pilot)
+            assert sorted(_cli_ids("-f", "tags.step = 'one'")) == sorted(order[:4])
+            assert app.marked == set()  # a write clears the marks: no tagging twice by mistake
+            assert shown_order(app)[app.query_one("#results", DataTable).cursor_row] == order[3]
+            await pilot.press("space", "t", *"-step")  # the highlighted trace, where it was
+            await _settle(app, pilot)
+            await pilot.press("enter")
+            await _settle(app, pilot)
+            return order
+
+    order = asyncio.run(run())
+    assert sorted(_cli_ids("-f", "tags.step = 'one'")) == sorted(order[:3])
+
+
+def test_reading_on_every_backend(readonly_store, tmp_path):
+    """The file store, PostgreSQL and an MLflow server: the same rows, the same spans."""
+    app = _app(readonly_store, tmp_path, filter_string=FILTER, order_by=["execution_time_ms DESC"])
+
+    async def run():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(app, pilot)
+            shown = shown_order(app)
+            await pilot.press("down")
+            await _settle(app, pilot)
+            return shown, [str(n.label) for n in app.query_one("#spans", Tree).root.children]
+
+    shown, labels = asyncio.run(run())
+    expected = _cli_ids("-f", FILTER, "--order-by", "execution_time_ms DESC")
+    assert shown == expected[:100]
+    trace = TracetagClient(readonly_store).get_trace(expected[1])
+    assert next(s.name for s in trace.spans if s.parent_id is None) in labels[0]

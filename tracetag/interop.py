@@ -24,6 +24,8 @@ from .schema import check_trace
 
 __all__ = [
     "ImportResult",
+    "json_or_text",
+    "json_records",
     "mlflow_info",
     "mlflow_span",
     "mlflow_trace",
@@ -62,8 +64,13 @@ def _hex_id(value: str | None) -> str | None:
         return value
 
 
-def _json_attr(value: Any) -> Any:
-    if isinstance(value, str):
+_JSON_START = frozenset('{["-0123456789tfn')
+
+
+def json_or_text(value: Any) -> Any:
+    """MLflow's JSON-encoded attribute text decoded; text that is not JSON stays as it is (a
+    plain word is told by its first character, without the cost of a failed parse)."""
+    if isinstance(value, str) and value[:1] in _JSON_START:
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -103,7 +110,7 @@ def _duration_ms(value: Any) -> int | None:
 
 
 def mlflow_span(s: dict[str, Any]) -> Span:
-    attrs = {k: _json_attr(v) for k, v in (s.get("attributes") or {}).items()}
+    attrs = {k: json_or_text(v) for k, v in (s.get("attributes") or {}).items()}
     status = s.get("status") or {}
     code = status.get("code", "STATUS_CODE_UNSET") if isinstance(status, dict) else status
     return Span(
@@ -122,7 +129,7 @@ def mlflow_span(s: dict[str, Any]) -> Span:
             SpanEvent(
                 e.get("name", ""),
                 int(e.get("time_unix_nano") or e.get("timestamp_ns") or 0),
-                {k: _json_attr(v) for k, v in (e.get("attributes") or {}).items()},
+                {k: json_or_text(v) for k, v in (e.get("attributes") or {}).items()},
             )
             for e in s.get("events") or []
         ],
@@ -195,15 +202,12 @@ def trace_from_any(d: Any) -> Trace:
     return mlflow_trace(d)
 
 
-def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) -> ImportResult:
-    """Every trace in ``data``: a JSON array, a single document, or one document per line.
-
-    Unless ``skip_invalid``, the first unreadable record raises ``ImportFormatError`` naming its
-    line, so that callers write nothing from a bad file.
-    """
-
-    result = ImportResult()
-    items: list[tuple[int, Any]]
+def json_records(
+    data: bytes, source: str, *, skip_invalid: bool
+) -> tuple[list[tuple[int, Any]], str, list[tuple[int, str]]]:
+    """The JSON values of a file, numbered: a document, an array's items, or one per line
+    (JSON lines). Returns (numbered values, what a number counts: ``item`` or ``line``, lines
+    that are not JSON, when ``skip_invalid``; else the first raises ``ImportFormatError``)."""
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as editors write
     stripped = data.strip()
     whole: Any = None
@@ -213,24 +217,33 @@ def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) 
         except orjson.JSONDecodeError:
             whole = None
     if isinstance(whole, list):
-        items = [(i + 1, x) for i, x in enumerate(whole)]
-        unit = "item"
-    elif isinstance(whole, dict):
-        items = [(1, whole)]
-        unit = "item" if b"\n" in stripped else "line"
-    else:
-        unit = "line"
-        items = []
-        for lineno, line in enumerate(data.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append((lineno, orjson.loads(line)))
-            except orjson.JSONDecodeError as e:
-                msg = f"invalid JSON ({str(e).split(':')[0]})"
-                if not skip_invalid:
-                    raise ImportFormatError(f"{source}: {unit} {lineno}: {msg}") from None
-                result.invalid.append((lineno, msg))
+        return [(i + 1, x) for i, x in enumerate(whole)], "item", []
+    if isinstance(whole, dict):
+        return [(1, whole)], "item" if b"\n" in stripped else "line", []
+    items: list[tuple[int, Any]] = []
+    invalid: list[tuple[int, str]] = []
+    for lineno, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append((lineno, orjson.loads(line)))
+        except orjson.JSONDecodeError as e:
+            msg = f"invalid JSON ({str(e).split(':')[0]})"
+            if not skip_invalid:
+                raise ImportFormatError(f"{source}: line {lineno}: {msg}") from None
+            invalid.append((lineno, msg))
+    return items, "line", invalid
+
+
+def parse_traces(data: bytes, source: str = "-", *, skip_invalid: bool = False) -> ImportResult:
+    """Every trace in ``data``: a JSON array, a single document, or one document per line.
+
+    Unless ``skip_invalid``, the first unreadable record raises ``ImportFormatError`` naming its
+    line, so that callers write nothing from a bad file.
+    """
+
+    result = ImportResult()
+    items, unit, result.invalid = json_records(data, source, skip_invalid=skip_invalid)
     for number, obj in items:
         try:
             trace = trace_from_any(obj)

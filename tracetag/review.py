@@ -30,6 +30,7 @@ class Pager:
     order_by: list[str] | None = None
     experiment_ids: list[str] | None = None
     page_size: int = 200
+    first_size: int = 100  # what a screen shows at once, read first: the first rows come sooner
     rows: list[dict[str, Any]] = field(default_factory=list)
     token: str | None = None
     done: bool = False
@@ -37,14 +38,18 @@ class Pager:
     def first(self) -> list[dict[str, Any]]:
         """Start over (a new filter or order, or a refresh) and read the first page."""
         self.rows, self.token, self.done = [], None, False
-        return self.more()
+        return self.more(self.first_size)
 
-    def more(self) -> list[dict[str, Any]]:
+    def more(self, size: int | None = None) -> list[dict[str, Any]]:
         """The next page (none once every match has been read)."""
         if self.done:
             return []
         page = self.client.search_page(
-            self.experiment_ids, self.filter_string, self.page_size, self.order_by, self.token
+            self.experiment_ids,
+            self.filter_string,
+            size or self.page_size,
+            self.order_by,
+            self.token,
         )
         new = list(page)
         self.rows += new

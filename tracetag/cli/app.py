@@ -207,6 +207,19 @@ class State:
         return self._client
 
 
+def long_lived() -> None:
+    """For a command that runs until stopped (a server, the UI): its garbage cycles must be
+    collected (``main`` turns the collector off, for commands that live a moment); but a
+    request or a page makes thousands of short-lived objects, and with the default threshold
+    the collector would scan the heap many times over. What exists at start never becomes
+    garbage."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    gc.enable()
+
+
 def _state(ctx: typer.Context) -> State:
     return ctx.find_root().obj
 

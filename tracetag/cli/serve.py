@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ExperimentNotFound, InvalidInput
-from .app import LabelsOpt, _state, app
+from .app import LabelsOpt, _state, app, long_lived
 
 HostOpt = Annotated[
     str,
@@ -69,7 +69,7 @@ def serve(
     from ..otlp.receiver import Receiver
     from .output import err, plural
 
-    _collect_garbage()
+    long_lived()
     st = _state(ctx)
     st.creates = True
     client = st.client
@@ -102,18 +102,6 @@ def serve(
         + (f", refused {plural(s.rejected_spans, 'span')}" if s.rejected_spans else "")
         + (f", {plural(s.failed, 'request')} failed" if s.failed else "")
     )
-
-
-def _collect_garbage() -> None:
-    """A server lives long, so its garbage cycles must be collected (the command line turns the
-    collector off); but each request makes thousands of short-lived dicts, and with the default
-    threshold the collector would scan the heap many times a request. What exists at start
-    never becomes garbage."""
-    import gc
-
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-    gc.enable()
 
 
 def _run_until_signalled(receiver: Any) -> None:

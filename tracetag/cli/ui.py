@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import InvalidInput
-from .app import ExpOpt, FilterOpt, _state, app
+from .app import ExpOpt, FilterOpt, _state, app, long_lived
 from .traces import OrderByOpt
 
 TagColumnsOpt = Annotated[
@@ -47,4 +47,5 @@ def ui(
     st = _state(ctx)
     columns = [c.strip() for v in tag_columns or [] for c in v.split(",") if c.strip()]
     orders = [o.strip() for v in order_by or [] for o in v.split(",") if o.strip()]
+    long_lived()
     TracetagApp(st.client, filter_string, experiment_id, orders or None, columns).run()

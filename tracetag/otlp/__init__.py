@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ..errors import ImportFormatError
+from ..interop import json_records
 from .decode import (
     OtelSpan,
     ProtobufMissing,
@@ -77,24 +78,7 @@ def read_otlp(
             raise ImportFormatError(f"{source}: {e}") from None
         return [s for r in requests for s in r], []
     spans: list[OtelSpan] = []
-    invalid: list[tuple[int, str]] = []
-    items: list[tuple[int, Any]] = []
-    unit = "item"
-    try:
-        whole = orjson.loads(stripped)
-        items = list(enumerate(whole, 1)) if isinstance(whole, list) else [(1, whole)]
-    except orjson.JSONDecodeError:
-        unit = "line"
-        for lineno, line in enumerate(data.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append((lineno, orjson.loads(line)))
-            except orjson.JSONDecodeError as e:
-                msg = f"invalid JSON ({str(e).split(':')[0]})"
-                if not skip_invalid:
-                    raise ImportFormatError(f"{source}: {unit} {lineno}: {msg}") from None
-                invalid.append((lineno, msg))
+    items, unit, invalid = json_records(data, source, skip_invalid=skip_invalid)
     for number, obj in items:
         try:
             spans.extend(decode_json_request(obj))

@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from ..formats import LABEL_MODES
+from ..interop import json_or_text
 from ..model import preview_of
 from ..tags import MAX_KEY_LENGTH, MAX_VALUE_LENGTH
 from .decode import OtelSpan
@@ -130,18 +131,7 @@ _SPAN_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 _STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
 
 
-_JSON_START = frozenset('{["-0123456789tfn')
-
-
-def _json(text: Any) -> Any:
-    """MLflow's JSON text decoded; text that is not JSON stays as it is (a plain word is told
-    by its first character, without the cost of a failed parse)."""
-    if isinstance(text, str) and text[:1] in _JSON_START:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return text
-    return text
+_json = json_or_text
 
 
 def _text(value: Any) -> str:

@@ -222,7 +222,8 @@ tracetag ui: look at traces and tag them
 /        the search box: the whole filter language (tracetag help filters);
          errors show with a caret as you type; up/down: earlier filters
 Enter    (in the box) search; (in the table) look at the trace
-up/down  move; the trace shows on the right (or below)
+up/down  move (pageup/pagedown, ctrl+home/ctrl+end); the trace shows on
+         the right (or below); more results are read as you reach them
 space    mark the trace; shift+up/down marks as it moves
 a        mark every trace that matches (loaded or not); again: unmark
 t        tag the marked traces (or this one): key=value sets, -key
