@@ -24,16 +24,21 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from run import make_traces  # noqa: E402
 
 FIRST_ROWS = r"""
+# What `tracetag ui` does (tracetag/cli/ui.py), with Textual's headless driver.
 import asyncio, gc, sys, time
-gc.disable()  # as tracetag's command line starts; the ui command then calls long_lived()
+gc.disable()  # as tracetag's command line starts
 from tracetag.cli.app import long_lived
 from tracetag.api import TracetagClient
-from tracetag.ui.app import TracetagApp
-from textual.widgets import DataTable
+from tracetag.review import Pager, prefetch
 
 async def main():
     long_lived()
-    app = TracetagApp(TracetagClient(sys.argv[1]))
+    client = TracetagClient(sys.argv[1])
+    pager = Pager(client)
+    first = prefetch(pager)
+    from tracetag.ui.app import TracetagApp
+    from textual.widgets import DataTable
+    app = TracetagApp(client, pager=pager, first_page=first)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one("#results", DataTable)
         while table.row_count == 0:
@@ -56,7 +61,7 @@ def build(path: Path, n: int) -> None:
 
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 

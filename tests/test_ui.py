@@ -271,3 +271,9 @@ def test_reading_on_every_backend(readonly_store, tmp_path):
     assert shown == expected[:100]
     trace = TracetagClient(readonly_store).get_trace(expected[1])
     assert next(s.name for s in trace.spans if s.parent_id is None) in labels[0]
+
+
+def test_a_bad_start_filter_is_one_line_with_a_caret_before_any_screen():
+    r = runner.invoke(cli_app, ["ui", "-f", "tags.x = "])
+    assert r.exit_code == 2
+    assert "unexpected end of filter" in r.output and r.output.rstrip().endswith("^")

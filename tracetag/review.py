@@ -6,7 +6,9 @@ undo of a tag change, and the history of filters a person typed. The terminal UI
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ from .tags import TagChange, TagReport
 if TYPE_CHECKING:
     from .api import TracetagClient
 
-__all__ = ["FilterHistory", "Pager", "undo"]
+__all__ = ["FilterHistory", "Pager", "prefetch", "undo"]
 
 
 @dataclass
@@ -56,6 +58,21 @@ class Pager:
         self.token = page.token
         self.done = page.token is None
         return new
+
+
+def prefetch(pager: Pager) -> Future[list[dict[str, Any]]]:
+    """``pager.first()`` started in a thread now: a screen that takes a while to start (the
+    terminal UI's imports and layout) shows its first rows as soon as both are done."""
+    future: Future[list[dict[str, Any]]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(pager.first())
+        except BaseException as e:  # handed to whoever waits for the page
+            future.set_exception(e)
+
+    threading.Thread(target=run, daemon=True, name="tracetag-first-page").start()
+    return future
 
 
 def undo(client: TracetagClient, report: TagReport) -> TagReport:

@@ -38,14 +38,20 @@ def ui(
     \b
     Example: tracetag ui -f "status = 'ERROR'" -c environment -c model_version
     """
+    from ..review import Pager, prefetch
     from ..ui import available
 
     if not available():
         raise InvalidInput("the terminal UI needs Textual: pip install 'tracetag[ui]'")
-    from ..ui.app import TracetagApp
-
     st = _state(ctx)
     columns = [c.strip() for v in tag_columns or [] for c in v.split(",") if c.strip()]
     orders = [o.strip() for v in order_by or [] for o in v.split(",") if o.strip()]
+    from ..filters import parse_filter
+
+    parse_filter(filter_string)  # a bad filter is one line with a caret, before any screen
     long_lived()
-    TracetagApp(st.client, filter_string, experiment_id, orders or None, columns).run()
+    pager = Pager(st.client, filter_string or None, orders or None, experiment_id)
+    first = prefetch(pager)  # the store is read while Textual starts
+    from ..ui.app import TracetagApp
+
+    TracetagApp(st.client, tag_columns=columns, pager=pager, first_page=first).run()

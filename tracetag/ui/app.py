@@ -12,6 +12,7 @@ markup) with control characters escaped.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 from rich.text import Text
@@ -105,17 +106,21 @@ class TracetagApp(App[None]):
         order_by: list[str] | None = None,
         tag_columns: list[str] | None = None,
         history: FilterHistory | None = None,
+        pager: Pager | None = None,
+        first_page: Future[list[dict[str, Any]]] | None = None,
     ):
         super().__init__()
         self.client = client
         self.history = history or FilterHistory()
-        self.pager = Pager(client, filter_string or None, order_by, experiment_ids)
+        self.pager = pager or Pager(client, filter_string or None, order_by, experiment_ids)
+        # The first page, read while Textual starts (see prefetch); used by the first search.
+        self.first_page = first_page
         self.tag_columns = list(tag_columns or [])
         self.marked: set[str] = set()
         self.mark_all = False  # every match of the filter, loaded or not
         self.last_report: Any = None  # the last tag change, for undo
         self.generation = 0  # bumps on each new search; stale pages are dropped
-        self.start_filter = filter_string or ""
+        self.start_filter = self.pager.filter_string or ""
         self.shown: str | None = None  # the trace in the detail pane
 
     # Keys of the results screen, off (and out of the footer) on the screens above it.
@@ -205,8 +210,12 @@ class TracetagApp(App[None]):
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self, generation: int, first: bool = False) -> None:
+        prefetched, self.first_page = self.first_page, None
         try:
-            rows = self.pager.first() if first else self.pager.more()
+            if first and prefetched is not None:
+                rows = prefetched.result()
+            else:
+                rows = self.pager.first() if first else self.pager.more()
         except TracetagError as e:
             self.call_from_thread(self._problem, str(e))
             return
