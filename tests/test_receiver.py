@@ -359,3 +359,21 @@ def test_a_store_that_cannot_write_answers_503_with_retry_after(tmp_path):
     assert answer.status == 503 and answer.getheader("Retry-After") == "5"
     assert body["code"] == 14 and "the store cannot take the write" in body["message"]
     assert len(lines) == 1 and ": 503 " in lines[0]
+
+
+def test_receiving_into_an_mlflow_server(mlflow_scratch):
+    """Spans of one trace in two requests, into an MLflow tracking server as the store."""
+    import secrets
+
+    tid = secrets.token_hex(16)  # the server is shared by the session's tests
+    runtime.reset()
+    r = Receiver(TracetagClient(mlflow_scratch.url), port=0).start()
+    try:
+        child = _request(tid=tid, sid="1111111111111111", parent="b7ad6b7169203331", name="llm")
+        assert _post(r.port, orjson.dumps(child))[0] == 200
+        assert _post(r.port, orjson.dumps(_request(tid=tid, env="mlflow")))[0] == 200
+    finally:
+        r.stop()
+    t = TracetagClient(mlflow_scratch.url).get_trace(f"tr-{tid}")
+    assert t.info.tags["env"] == "mlflow" and t.info.status == "OK" and t.info.name == "root"
+    assert sorted(s.name for s in t.spans) == ["llm", "root"]

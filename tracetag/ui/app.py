@@ -381,7 +381,8 @@ class TracetagApp(App[None]):
         if report is None:
             return
         self.last_report = report
-        self._after_write(f"{len(report.changed)} traces changed (u undoes)")
+        n = len(report.changed)
+        self._after_write(f"{n} trace{'' if n == 1 else 's'} changed (u undoes)")
 
     def action_undo(self) -> None:
         if self.last_report is None or not self.last_report.changed:
@@ -393,7 +394,8 @@ class TracetagApp(App[None]):
             self.notify(plain(str(e)), severity="error")
             return
         self.last_report = None
-        self._after_write(f"undone: {len(report.changed)} traces changed back")
+        n = len(report.changed)
+        self._after_write(f"undone: {n} trace{'' if n == 1 else 's'} changed back")
 
     def _after_write(self, message: str) -> None:
         self.notify(message)
