@@ -60,6 +60,17 @@ Output formats (--output / -o)
   --no-header leaves out the header line of tsv and csv; search --columns picks columns,
   and tags.KEY / metadata.KEY get a column of their own.
   In a pipe, and with -o ids, search prints every match unless -n N is given.
+
+Trace files (import --format, export --format)
+
+  tracetag  tracetag's JSON lines ({"info", "spans"}): imports back identically (export's
+            default)
+  mlflow    MLflow's Trace.to_dict() / to_json(), `mlflow traces get`; MLflow 2's shape too
+  otlp      OpenTelemetry: OTLP/JSON requests (one, an array, or one a line, as a
+            Collector's file exporter writes; hex or base64 ids) or protobuf (.pb, one
+            request or several, length-prefixed); export writes one request a line
+  import tells them apart by itself (json: mlflow or tracetag); tracetag serve receives
+  OTLP over HTTP. README: "OpenTelemetry in and out" for how attributes map.
 """
 
 TOPICS = {"filters": FILTERS, "formats": FORMATS}
