@@ -377,3 +377,17 @@ def test_receiving_into_an_mlflow_server(mlflow_scratch):
     t = TracetagClient(mlflow_scratch.url).get_trace(f"tr-{tid}")
     assert t.info.tags["env"] == "mlflow" and t.info.status == "OK" and t.info.name == "root"
     assert sorted(s.name for s in t.spans) == ["llm", "root"]
+
+
+def test_other_methods_get_501_and_stopping_does_not_wait_for_their_connections(store_path):
+    r = Receiver(TracetagClient(store_path), port=0, timeout=30).start()
+    conn = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+    conn.request("PUT", "/v1/traces", body=b"{}")
+    answer = conn.getresponse()
+    answer.read()
+    assert answer.status == 501
+    assert _post(r.port, b"", method="GET", path="/health")[0] == 200
+    start = time.monotonic()
+    r.stop()  # the keep-alive connection above is idle: closed, not waited for
+    assert time.monotonic() - start < 5
+    conn.close()

@@ -286,11 +286,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.receiver._connections[self.connection] = True
         return super().parse_request()
 
-    def _done(self) -> None:
-        with self.receiver._conn_lock:
-            self.receiver._connections[self.connection] = False
-        if self.receiver._stopping.is_set():
-            self.close_connection = True
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:  # whatever the method (an unknown one gets 501): waiting for the next one
+            with self.receiver._conn_lock:
+                self.receiver._connections[self.connection] = False
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the receiver logs what a person needs, not every request
@@ -298,6 +299,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes, ctype: str = "text/plain", retry_after: int | None = None
     ) -> None:
+        if self.receiver._stopping.is_set():
+            self.close_connection = True  # no next request will be read on this connection
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -319,21 +322,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.receiver.log(f"{self.client_address[0]} {self.command} {self.path}: {status}")
 
     def do_GET(self) -> None:
-        try:
-            if self.path in ("/", "/health"):
-                self._send(200, b"tracetag OTLP receiver: POST /v1/traces\n")
-            else:
-                self._send(404, b"not found: POST /v1/traces\n")
-        finally:
-            self._done()
+        if self.path in ("/", "/health"):
+            self._send(200, b"tracetag OTLP receiver: POST /v1/traces\n")
+        else:
+            self._send(404, b"not found: POST /v1/traces\n")
 
     def do_POST(self) -> None:
-        try:
-            self._post()
-        finally:
-            self._done()
-
-    def _post(self) -> None:
         r = self.receiver
         if self.path.split("?")[0] != "/v1/traces":
             self._send(404, b"not found: POST /v1/traces\n")
