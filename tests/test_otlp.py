@@ -366,3 +366,64 @@ def test_spans_in_two_imports_join_one_trace_on_every_backend(tmp_path, any_empt
         "service.name": "chat-api",
     }
     assert sorted(s.span_id for s in t.spans) == sorted([ROOT, CHILD])
+
+
+# -- hostile shapes: whatever arrives, the decoder says what is wrong (ValueError) -----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=30,
+)
+_keys = st.sampled_from(
+    ["resourceSpans", "scopeSpans", "spans", "traceId", "spanId", "parentSpanId", "name",
+     "attributes", "key", "value", "stringValue", "intValue", "kvlistValue", "arrayValue",
+     "values", "status", "code", "events", "startTimeUnixNano", "endTimeUnixNano", "resource"]
+)  # fmt: skip
+_otlp_like = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=40)
+    | st.sampled_from([TID, ROOT, TID.upper(), "AAAAAAAAAAA=", "STATUS_CODE_ERROR"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_json_values, _otlp_like))
+def test_any_json_is_spans_or_a_value_error(obj):
+    from tracetag.otlp import decode_json_request
+    from tracetag.otlp.mapping import assemble
+
+    try:
+        spans = decode_json_request({"resourceSpans": obj} if not isinstance(obj, dict) else obj)
+    except ValueError:
+        return
+    from tracetag.errors import InvalidInput
+    from tracetag.schema import check_trace
+
+    for a in assemble(spans):  # what decodes maps to traces the store takes or names
+        assert a.doc["trace_id"].startswith("tr-")
+        try:
+            check_trace(a.doc, a.spans)
+        except InvalidInput as e:
+            assert str(e)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_are_a_request_or_a_value_error(data):
+    pytest.importorskip("opentelemetry.proto")
+    from tracetag.otlp import decode_body
+
+    for ctype in ("application/x-protobuf", "application/json"):
+        try:
+            spans = decode_body(data, ctype)
+        except ValueError:
+            continue  # what the receiver answers 400 to
+        assert all(len(s.trace_id) == 32 and len(s.span_id) == 16 for s in spans)
