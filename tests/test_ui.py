@@ -277,3 +277,23 @@ def test_a_bad_start_filter_is_one_line_with_a_caret_before_any_screen():
     r = runner.invoke(cli_app, ["ui", "-f", "tags.x = "])
     assert r.exit_code == 2
     assert "unexpected end of filter" in r.output and r.output.rstrip().endswith("^")
+
+
+def test_an_empty_store_shows_nothing_and_no_key_fails(store_path, tmp_path):
+    TracetagClient(store_path).create_experiment("empty")
+    app = _app(store_path, tmp_path)
+
+    async def run():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _settle(app, pilot)
+            for key in ("space", "shift+down", "a", "t", "escape", "u", "s", "r", "z", "z"):
+                await pilot.press(key)
+                await _settle(app, pilot)
+            await pilot.press("g")
+            await _settle(app, pilot)
+            assert app.screen.query_one("#stats", DataTable).row_count == 0
+            await pilot.press("escape")
+            await _settle(app, pilot)
+            return app.query_one("#results", DataTable).row_count, app.sub_title
+
+    assert asyncio.run(run()) == (0, "0 traces, 0 marked")  # a new search clears the marks
