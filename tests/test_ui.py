@@ -297,3 +297,26 @@ def test_an_empty_store_shows_nothing_and_no_key_fails(store_path, tmp_path):
             return app.query_one("#results", DataTable).row_count, app.sub_title
 
     assert asyncio.run(run()) == (0, "0 traces, 0 marked")  # a new search clears the marks
+
+
+def test_a_click_on_a_column_header_sorts_by_it_and_again_reverses(
+    local_conformance_store, tmp_path
+):
+    app = _app(local_conformance_store, tmp_path, filter_string=FILTER)
+
+    async def run():
+        async with app.run_test(size=(120, 30)) as pilot:
+            await _settle(app, pilot)
+            table = app.query_one("#results", DataTable)
+            x = sum(c.get_render_width(table) for c in list(table.columns.values())[:3]) + 2
+            orders = []
+            for _ in range(2):
+                await pilot.click("#results", offset=(x, 0))  # the duration column's header
+                await _settle(app, pilot)
+                orders.append((app.pager.order_by, shown_order(app)[:5]))
+            return orders
+
+    (first, down), (second, up) = asyncio.run(run())
+    assert first == ["execution_time_ms DESC"] and second == ["execution_time_ms ASC"]
+    assert down == _cli_ids("-f", FILTER, "--order-by", "execution_time_ms DESC", "-n", "5")
+    assert up == _cli_ids("-f", FILTER, "--order-by", "execution_time_ms ASC", "-n", "5")
