@@ -176,6 +176,42 @@ def read_journal(path: Path, overlay: Overlay | None) -> Overlay:
     return overlay
 
 
+def folded_mark(overlay: Overlay) -> dict:
+    """What a new base records of the journal it folds: which journal (generation and the base
+    it belonged to) and how far. See :func:`folded_tail`."""
+    return {
+        "generation": overlay.generation,
+        "offset": overlay.offset,
+        "base_size": overlay.base_size,
+        "base_crc": overlay.base_crc,
+    }
+
+
+def folded_tail(path: Path, base: BaseFile, overlay: Overlay) -> Overlay | None:
+    """The records a new base has not folded, when the journal beside it is the older one it
+    was built from: a compaction that ran beside other writers installs its base first and
+    rewrites the journal after (a crash in between leaves exactly this). None when the journal
+    is not that one (then it is stale and everything is in the base)."""
+    mark = base.meta.get("folded")
+    if (
+        not isinstance(mark, dict)
+        or overlay.generation != base.generation - 1
+        or mark.get("generation") != overlay.generation
+        or mark.get("base_size") != overlay.base_size
+        or mark.get("base_crc") != overlay.base_crc
+        or not isinstance(mark.get("offset"), int)
+    ):
+        return None
+    start = Overlay(
+        generation=overlay.generation,
+        offset=mark["offset"],
+        inode=overlay.inode,
+        base_size=overlay.base_size,
+        base_crc=overlay.base_crc,
+    )
+    return read_journal(path, start)
+
+
 def touched_ids(rec: dict, into: set[str]) -> None:
     """The trace ids one journal record changes."""
     op = rec.get("op")

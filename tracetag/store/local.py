@@ -38,7 +38,7 @@ from ..errors import InvalidInput, StoreCorrupted, StoreError, StoreLocked
 from ..schema import check_trace, encode_spans, next_experiment_id
 from .base import BaseFile, layout, loads_doc
 from .files import atomic_write, decode_record, encode_record, fsync_dir, record_line, write_all
-from .journal import JOURNAL_VERSION, Overlay, read_journal, touched_ids
+from .journal import JOURNAL_VERSION, Overlay, folded_mark, folded_tail, read_journal, touched_ids
 from .lock import LOCK_TIMEOUT_S, ProcessLock
 from .paths import PRIVATE_DIR, create_file, file_mode, orphan_files, resolve_store_path
 from .snapshot import Snapshot, size_mismatch, snapshot_version
@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 # Compact once the journal is larger than this or a quarter of the base, whichever is larger:
 # replay cost on reads stays a fraction of the scan, and rewrites stay rare.
 COMPACT_MIN_BYTES = 4 * 1024 * 1024
+# Bases up to this size are compacted within the write that finds the journal too long; bigger
+# ones beside the writers (tracetag.store.compactor), whose journal is then kept under
+# JOURNAL_MAX: replaying 16 MB of journal costs well under a second.
+INLINE_COMPACT_BYTES = 48 * 1024 * 1024
+JOURNAL_MAX = 16 * 1024 * 1024
 log = logging.getLogger("tracetag")
 
 
@@ -66,6 +71,7 @@ class Store:
         *,
         compact_bytes: int | None = None,
         durability: str | None = None,
+        inline_compact_bytes: int | None = None,
     ):
         self.path = resolve_store_path(path)
         # "full" (default): a write is fsynced before it returns, so it survives a power cut.
@@ -82,6 +88,9 @@ class Store:
         self.spans_path = self.path.with_name(self.path.name + "-spans")  # before any vacuum
         self.lock_path = self.path.with_name(self.path.name + "-lock")
         self.compact_bytes = compact_bytes
+        self.inline_compact_bytes = (
+            INLINE_COMPACT_BYTES if inline_compact_bytes is None else inline_compact_bytes
+        )
         self._mutex = threading.RLock()
         self._process_lock: ProcessLock | None = None
         self._lock_pid = os.getpid()
@@ -107,7 +116,9 @@ class Store:
                         base.close()
                         continue  # compacted under us: reopen the new base
                     if overlay.generation < base.generation:
-                        overlay = Overlay()  # stale journal left by a crash: all in the base
+                        # The journal the base was built from: the records after what it
+                        # folded, or (an older one, left by a crash) nothing.
+                        overlay = folded_tail(self.journal_path, base, overlay) or Overlay()
                     elif (
                         overlay.base_size is not None
                         and base.stat is not None
@@ -220,6 +231,11 @@ class Store:
             self._compact_locked()
             base = BaseFile(self.path)
         overlay = self._refresh_overlay()
+        if base.stat is not None and folded_tail(self.journal_path, base, overlay) is not None:
+            # A compaction installed this base and died before rewriting the journal: finish.
+            start = int(base.meta["folded"]["offset"])
+            self._rewrite_journal(base.generation, base.stat.st_size, None, start, overlay.offset)
+            overlay = self._refresh_overlay()
         if overlay.generation != base.generation:
             # No journal for this base (deleted, or a crash right after a compaction's base
             # rename): read the whole base once before trusting it with new appends.
@@ -249,6 +265,25 @@ class Store:
             }
         )
         atomic_write(self.journal_path, [head])
+        self._overlay = None
+
+    def _rewrite_journal(
+        self, generation: int, base_size: int | None, base_crc: int | None, start: int, end: int
+    ) -> None:
+        """A journal for base ``generation`` holding the old journal's records from ``start``
+        (what the base did not fold) to ``end`` (the last whole line); under the lock."""
+        with open(self.journal_path, "rb") as fh:
+            fh.seek(start)
+            records = fh.read(end - start)
+        head = encode_record(
+            {
+                "journal": JOURNAL_VERSION,
+                "generation": generation,
+                "base_size": base_size,
+                "base_crc": base_crc,
+            }
+        )
+        atomic_write(self.journal_path, [head, records])
         self._overlay = None
 
     def _append(self, record: dict) -> None:
@@ -450,9 +485,18 @@ class Store:
     def _maybe_compact(self, snap: Snapshot) -> None:
         size = self._overlay.offset if self._overlay else 0
         base_size = snap.base.stat.st_size if snap.base.stat else 0
-        limit = self.compact_bytes or max(COMPACT_MIN_BYTES, base_size // 4)
-        if size > limit:
-            self._compact_locked()
+        if base_size <= self.inline_compact_bytes:
+            # Small enough to rebuild within the write (well under a second).
+            if size > (self.compact_bytes or max(COMPACT_MIN_BYTES, base_size // 4)):
+                self._compact_locked()
+            return
+        # A big base is rebuilt beside the writers, so the journal (which every command
+        # replays) can be kept short without any write waiting for a rebuild.
+        if size > (self.compact_bytes or min(max(COMPACT_MIN_BYTES, base_size // 4), JOURNAL_MAX)):
+            from .compactor import start
+
+            if not start(self):
+                log.debug("compaction already running for %s", self.path)
 
     def compact(self, vacuum: bool = False) -> dict[str, int]:
         """Fold the journal into a new base file (atomic); returns what it did.
@@ -486,6 +530,9 @@ class Store:
 
             experiments = {**base.experiments, **overlay.experiments}
             meta = {**base.meta, "generation": generation}
+            meta.pop("folded", None)
+            if overlay.generation == base.generation:  # all of it: readers skip that journal
+                meta["folded"] = folded_mark(overlay)
             if vacuum:
                 meta["spans_file"] = new_spans.name
             size, crc = atomic_write(self.path, layout(meta, experiments, traces()))
