@@ -12,6 +12,7 @@ markup) with control characters escaped.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -115,6 +116,9 @@ class TracetagApp(App[None]):
         self.pager = pager or Pager(client, filter_string or None, order_by, experiment_ids)
         # The first page, read while Textual starts (see prefetch); used by the first search.
         self.first_page = first_page
+        # One reader of the pager at a time: a search started while another page is being read
+        # must not interleave with it (the pager's rows and page token are shared).
+        self._pager_lock = threading.Lock()
         self.tag_columns = list(tag_columns or [])
         self.marked: set[str] = set()
         self.mark_all = False  # every match of the filter, loaded or not
@@ -210,12 +214,15 @@ class TracetagApp(App[None]):
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self, generation: int, first: bool = False) -> None:
-        prefetched, self.first_page = self.first_page, None
         try:
-            if first and prefetched is not None:
-                rows = prefetched.result()
-            else:
-                rows = self.pager.first() if first else self.pager.more()
+            with self._pager_lock:
+                if generation != self.generation:
+                    return  # a newer search has started: this one's page is not wanted
+                prefetched, self.first_page = self.first_page, None
+                if first and prefetched is not None:
+                    rows = prefetched.result()
+                else:
+                    rows = self.pager.first() if first else self.pager.more()
         except TracetagError as e:
             self.call_from_thread(self._problem, str(e))
             return
