@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .base import layout
-from .files import fsync_dir
+from .files import fsync_dir, write_synced
 from .journal import folded_mark
 from .paths import create_file, file_mode
 
@@ -108,7 +107,7 @@ def compact_beside_writers(
                 yield tid, raw if doc is None else orjson.dumps(doc)
 
         tmp = store.path.with_name(f".{store.path.name}.compact-{os.getpid()}")
-        size, crc = _write(tmp, layout(meta, experiments, traces()), store.path)
+        size, crc = write_synced(tmp, layout(meta, experiments, traces()), file_mode(store.path))
     try:
         if after_build is not None:
             after_build()
@@ -129,16 +128,3 @@ def compact_beside_writers(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-
-
-def _write(path: Path, chunks: Iterator[bytes], like: Path) -> tuple[int, int]:
-    size = crc = 0
-    fd = create_file(path, file_mode(like))
-    with open(fd, "wb") as f:
-        for chunk in chunks:
-            f.write(chunk)
-            size += len(chunk)
-            crc = zlib.crc32(chunk, crc)
-        f.flush()
-        os.fsync(f.fileno())
-    return size, crc

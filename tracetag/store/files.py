@@ -60,23 +60,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_synced(path: Path, chunks: Iterable[bytes], mode: int) -> tuple[int, int]:
+    """Write ``chunks`` to a new file and fsync it; returns its size and CRC-32."""
+    size = crc = 0
+    fd = create_file(path, mode)
+    with open(fd, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            size += len(chunk)
+            crc = zlib.crc32(chunk, crc)
+        f.flush()
+        os.fsync(f.fileno())
+    return size, crc
+
+
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> tuple[int, int]:
     """Write to a temp file in the same folder, fsync, rename over ``path``: old or new, never half.
 
     Returns the size and CRC-32 of what was written.
     """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    size = crc = 0
-    mode = file_mode(path)
     try:
-        fd = create_file(tmp, mode)
-        with open(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                size += len(chunk)
-                crc = zlib.crc32(chunk, crc)
-            f.flush()
-            os.fsync(f.fileno())
+        size, crc = write_synced(tmp, chunks, file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
