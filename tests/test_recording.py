@@ -230,3 +230,113 @@ def test_forked_children_get_a_writer_of_their_own(tmp_path):
     r = subprocess.run([sys.executable, str(script), str(store)], timeout=120)
     assert r.returncode == 0
     assert len(TracetagClient(store).search_traces(max_results=None)) == 700
+
+
+def test_one_refused_trace_costs_none_of_those_queued_with_it(client, caplog):
+    from tracetag import runtime
+
+    tracetag.set_store(client.store.path)
+    store = runtime.default_store()
+
+    @tracetag.trace
+    def handle(i):
+        return i
+
+    handle(0)
+    tracetag.flush()
+    good = [client.get_trace(tracetag.get_last_active_trace_id())]
+    template = good[0].info.to_dict()
+    items = [
+        ({**template, "trace_id": f"tr-good-{i}"}, [s.to_dict() for s in good[0].data.spans])
+        for i in range(200)
+    ]
+    bad = ({**template, "trace_id": "tr-bad", "experiment_id": "no spaces allowed"}, [])
+    with caplog.at_level("WARNING", "tracetag"):
+        # In one write (the writer's batch), and through the queue, however it batches.
+        recorder.put_each_valid(store, [*items[:100], bad])
+        for item in [*items[100:150], bad, *items[150:]]:
+            recorder.submit(store, item)
+        assert tracetag.flush(timeout=30)
+    stored = {t.info.trace_id for t in client.search_traces(max_results=None)}
+    assert stored >= {doc["trace_id"] for doc, _spans in items}
+    assert "tr-bad" not in stored
+    assert "could not store trace tr-bad: invalid experiment id" in caplog.text
+
+
+def test_a_trace_the_store_would_refuse_is_recorded_with_the_problem_noted(client, caplog):
+    tracetag.set_store(client.store.path)
+    with caplog.at_level("WARNING", "tracetag"):
+        span = tracetag.start_span_no_context("x" * 1_200_000, experiment_id="bad id!")
+        span.end()
+        tracetag.flush()
+    stored = client.get_trace(span.trace_id)
+    assert stored.info.experiment_id == "0"
+    assert len(stored.info.name) == 1_000_000  # the longest name a trace may have
+    assert stored.data.spans[0].name == "x" * 1_200_000
+    events = [e.attributes["message"] for e in stored.data.spans[0].events]
+    assert events == ["experiment_id: 'bad id!' is not a valid experiment id; kept in 0"]
+    assert "is not a valid experiment id" in caplog.text
+
+
+class _Thing:
+    @tracetag.trace
+    def method(self, a, b=2):
+        return a
+
+    @classmethod
+    @tracetag.trace
+    def made(cls, a):
+        return a
+
+
+@tracetag.trace
+def _positional(a, b, c=3, /, d=4):
+    return a
+
+
+@tracetag.trace
+def _star(a, *rest, key, **more):
+    return a
+
+
+@tracetag.trace
+def _defaults(a=1, b=2):
+    return a
+
+
+@pytest.mark.parametrize(
+    "call, inputs",
+    [
+        (lambda: _positional(1, 2), {"a": 1, "b": 2}),
+        (lambda: _positional(1, 2, 5, 6), {"a": 1, "b": 2, "c": 5, "d": 6}),
+        (lambda: _positional(1, 2, d=7), {"a": 1, "b": 2, "d": 7}),
+        (
+            lambda: _star(1, 2, 3, key="k", x=9),
+            {"a": 1, "rest": [2, 3], "key": "k", "more": {"x": 9}},
+        ),
+        (lambda: _defaults(), {}),
+        (lambda: _defaults(5), {"a": 5}),
+        (lambda: _defaults(b=6), {"b": 6}),
+        (lambda: _Thing().method(1), {"a": 1}),
+        (lambda: _Thing().method(1, 5), {"a": 1, "b": 5}),
+        (lambda: _Thing.made(3), {"a": 3}),
+    ],
+)
+def test_inputs_name_the_arguments_as_the_signature_binds_them(client, call, inputs):
+    tracetag.set_store(client.store.path)
+    call()
+    tracetag.flush()
+    root = client.get_trace(tracetag.get_last_active_trace_id()).data.spans[0]
+    assert root.inputs == inputs
+
+
+def test_a_call_that_does_not_fit_the_signature_still_raises_and_is_recorded(client):
+    tracetag.set_store(client.store.path)
+    with pytest.raises(TypeError):
+        _star(1, 2)  # the keyword-only argument is missing
+    with pytest.raises(TypeError):
+        _positional(1)
+    tracetag.flush()
+    root = client.get_trace(tracetag.get_last_active_trace_id()).data.spans[0]
+    assert root.inputs == {"args": [1], "kwargs": {}}
+    assert root.status == "ERROR"

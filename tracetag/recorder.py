@@ -30,10 +30,11 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 from .errors import InvalidInput, StoreLocked
+from .schema import check_trace
 
 __all__ = ["LEVELS", "MAX_PENDING", "durability", "flush", "pending", "set_durability", "submit"]
 
@@ -42,21 +43,28 @@ LEVELS = ("batched", "process", "full")
 MAX_PENDING = 10_000  # traces queued at most; then callers wait for the writer
 _RETRIES = 20  # a failing write (a full disk, a lock held by another process) is retried
 _level: str | None = None
+_from_environment: str | None = None  # read once: every traced call asks
 
 
 def durability() -> str:
-    level = _level or os.environ.get("TRACETAG_DURABILITY") or "batched"
-    if level not in LEVELS:
-        raise InvalidInput(f"durability must be one of {', '.join(LEVELS)}, not {level!r}")
-    return level
+    global _from_environment
+    if _level is not None:
+        return _level
+    if _from_environment is None:
+        level = os.environ.get("TRACETAG_DURABILITY") or "batched"
+        if level not in LEVELS:
+            raise InvalidInput(f"durability must be one of {', '.join(LEVELS)}, not {level!r}")
+        _from_environment = level
+    return _from_environment
 
 
 def set_durability(level: str | None) -> None:
     """Choose the level for this process (None: ``$TRACETAG_DURABILITY``, else batched)."""
-    global _level
+    global _level, _from_environment
     if level is not None and level not in LEVELS:
         raise InvalidInput(f"durability must be one of {', '.join(LEVELS)}, not {level!r}")
     _level = level
+    _from_environment = None
 
 
 def put_patiently(store: Any, items: list[tuple[dict, list[dict]]]) -> None:
@@ -70,6 +78,28 @@ def put_patiently(store: Any, items: list[tuple[dict, list[dict]]]) -> None:
             if attempt == 9:
                 raise
             log.warning("the store is busy; still waiting to record %d traces", len(items))
+
+
+def put_each_valid(store: Any, items: list[tuple[dict, list[dict]]]) -> None:
+    """Store finished traces; one the store refuses (an experiment id it does not allow, say)
+    is logged and left out, and the rest are written: one bad trace never costs the others
+    queued with it."""
+    try:
+        put_patiently(store, items)
+        return
+    except InvalidInput:
+        if len(items) == 1:
+            raise
+    valid = []
+    for item in items:
+        try:
+            check_trace(*item)
+        except InvalidInput as e:
+            log.warning("could not store trace %s: %s", item[0].get("trace_id"), e)
+        else:
+            valid.append(item)
+    if valid:
+        put_patiently(store, valid)
 
 
 class _GroupCommit:
@@ -99,7 +129,7 @@ class _GroupCommit:
                     by_store.setdefault(st, []).append((it, tk))
                 for st, entries in by_store.items():
                     try:
-                        put_patiently(st, [it for it, _tk in entries])
+                        put_each_valid(st, [it for it, _tk in entries])
                     except Exception as e:
                         for _it, tk in entries:
                             tk["error"] = e
@@ -118,41 +148,73 @@ def write_now(store: Any, item: tuple[dict, list[dict]]) -> None:
 
 
 class _Writer:
-    """The background writer of one process: a bounded queue and a daemon thread."""
+    """The background writer of one process: a bounded queue and a daemon thread.
+
+    Callers append to a deque and wake the writer only when it sleeps: no lock on the way in,
+    since with eight threads recording a shared lock per trace cost more than the trace. A
+    flush queues a marker and waits for the writer to pass it, so everything queued before
+    the flush is written when it returns.
+    """
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.queue: list[tuple[Any, tuple[dict, list[dict]]]] = []
+        self.queue: deque[tuple[Any, Any]] = deque()
+        self.wake = threading.Event()
+        self.room = threading.Condition()  # callers wait here while the queue is full
         self.in_flight = 0
+        self.busy = False  # set before the writer takes anything off the queue
         self.thread: threading.Thread | None = None
+        self.start_lock = threading.Lock()
 
     def submit(self, store: Any, item: tuple[dict, list[dict]]) -> None:
-        with self.cond:
-            if self.thread is None:
-                self._start()
+        if self.thread is None:
+            self._start()
+        if len(self.queue) >= MAX_PENDING:
+            self._wait_for_room()
+        self.queue.append((store, item))
+        if not self.wake.is_set():
+            self.wake.set()
+
+    def _wait_for_room(self) -> None:
+        # Back-pressure: wait, never drop. The timeout covers a wakeup that came between the
+        # length check and the wait.
+        with self.room:
             while len(self.queue) >= MAX_PENDING:
-                self.cond.wait()  # back-pressure: wait, never drop
-            self.queue.append((store, item))
-            if len(self.queue) == 1:
-                self.cond.notify_all()  # the writer sleeps only on an empty queue
+                self.wake.set()
+                self.room.wait(0.05)
 
     def _start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="tracetag-writer", daemon=True)
-        self.thread.start()
+        with self.start_lock:
+            if self.thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="tracetag-writer", daemon=True)
+            thread.start()
+            self.thread = thread
         _hooks_once()
 
     def _run(self) -> None:
+        queue = self.queue
         while True:
-            with self.cond:
-                while not self.queue:
-                    self.cond.wait()
-                batch, self.queue = self.queue, []
+            self.wake.wait()
+            self.wake.clear()  # before draining: an append after the drain sets it again
+            self.busy = True
+            while queue:
+                batch: list[tuple[Any, tuple[dict, list[dict]]]] = []
+                markers: list[threading.Event] = []
+                while queue and len(batch) < MAX_PENDING:
+                    store, item = queue.popleft()
+                    if store is None:
+                        markers.append(item)
+                    else:
+                        batch.append((store, item))
                 self.in_flight = len(batch)
-                self.cond.notify_all()  # room again for callers waiting on a full queue
-            self._write(batch)
-            with self.cond:
+                with self.room:
+                    self.room.notify_all()  # room again for callers waiting on a full queue
+                if batch:
+                    self._write(batch)
                 self.in_flight = 0
-                self.cond.notify_all()
+                for marker in markers:
+                    marker.set()
+            self.busy = False
 
     def _write(self, batch: list[tuple[Any, tuple[dict, list[dict]]]]) -> None:
         by_store: dict[Any, list[tuple[dict, list[dict]]]] = defaultdict(list)
@@ -161,7 +223,7 @@ class _Writer:
         for store, items in by_store.items():
             for attempt in range(_RETRIES):
                 try:
-                    put_patiently(store, items)
+                    put_each_valid(store, items)
                     break
                 except InvalidInput as e:
                     log.warning("could not store %d traces: %s", len(items), e)
@@ -173,18 +235,15 @@ class _Writer:
                         time.sleep(min(0.05 * 2**attempt, 2.0))
 
     def pending(self) -> int:
-        with self.cond:
-            return len(self.queue) + self.in_flight
+        return sum(1 for store, _item in list(self.queue) if store is not None) + self.in_flight
 
     def flush(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.cond:
-            while self.queue or self.in_flight:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self.cond.wait(left)
-        return True
+        if not self.queue and not self.busy:
+            return True  # (queue first: the writer is busy before it empties the queue)
+        done = threading.Event()
+        self.queue.append((None, done))
+        self.wake.set()
+        return done.wait(timeout)
 
 
 _WRITER = _Writer()

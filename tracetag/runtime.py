@@ -69,6 +69,9 @@ def reset() -> None:
     """Forget every choice and cache: the state of a fresh process (tests use this)."""
     global _STATE
     _STATE = _State()
+    from . import recorder
+
+    recorder.set_durability(None)
 
 
 # -- stores ------------------------------------------------------------------------------------
@@ -120,8 +123,13 @@ def default_store() -> Backend:
     """The default store, resolved once per choice: recording asks for it on every trace, and
     resolving a path (symbolic links, file type) costs system calls."""
     # Everything chosen_store reads: a changed $MLFLOW_TRACKING_URI is a new choice too.
+    # (A store chosen in the process outranks both variables: no need to read them.)
     env = os.environ
-    key = (_STATE.default_path, env.get("TRACETAG_STORE"), env.get("MLFLOW_TRACKING_URI"))
+    key = (
+        (_STATE.default_path,)
+        if _STATE.default_path
+        else (None, env.get("TRACETAG_STORE"), env.get("MLFLOW_TRACKING_URI"))
+    )
     cached = _STATE.default_cache
     if cached is not None and cached[0] == key:
         return cached[1]
