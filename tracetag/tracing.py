@@ -1,30 +1,27 @@
 """Recording traces from Python: ``@trace``, ``start_span`` and ``update_current_trace``.
 
-The current span lives in a ``ContextVar``, so threads and asyncio tasks never mix traces. A
-trace is written to the store when its root span ends, synchronously and durably (one journal
-append and fsync, well under a millisecond): there is no export queue that could drop traces
-under a burst, and a trace is stored by the time the traced call returns.
+The current span lives in a ``ContextVar``, so threads and asyncio tasks never mix traces. When
+a trace's root span ends, the trace is handed to the recorder (tracetag/recorder.py), which
+writes it as the durability level says: by a background writer that never drops (the
+default), or before the call returns.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import functools
 import inspect
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-import orjson
-
 from . import recorder, runtime
 from .errors import InvalidInput
+from .jsonsafe import safe_repr, to_jsonable
 from .model import (
     Span,
     SpanEvent,
@@ -36,7 +33,7 @@ from .model import (
     preview_of,
     span_dict,
 )
-from .schema import MAX_PREVIEW, deeper_than, valid_experiment_id
+from .schema import MAX_PREVIEW, valid_experiment_id
 from .tags import validate_key, validate_value
 
 __all__ = [
@@ -54,74 +51,6 @@ log = logging.getLogger("tracetag")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _current: ContextVar[LiveSpan | None] = ContextVar("tracetag_current_span", default=None)
-
-
-def _default(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    for method in ("model_dump", "dict", "to_dict"):
-        fn = getattr(obj, method, None)
-        if callable(fn):
-            with contextlib.suppress(Exception):
-                return fn()
-    if isinstance(obj, set | frozenset | tuple):
-        return list(obj)
-    return repr(obj)
-
-
-# Inputs and outputs nest at most this deep; deeper values are kept as their repr, so one odd
-# payload can never make the store refuse the whole trace.
-MAX_VALUE_DEPTH = 64
-
-
-def _repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except Exception:  # a broken __repr__ of the user's must not break the call
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def to_jsonable(value: Any) -> Any:
-    """A JSON-safe copy of ``value``: dataclasses and models as dicts, anything else as repr.
-
-    Never raises: whatever the application passes, the traced call goes on.
-    """
-    if value is None or isinstance(value, str | bool):
-        return value
-    if isinstance(value, int | float):
-        # JSON has no NaN or infinity, and orjson writes null for them; keep the value visible
-        if isinstance(value, float) and not math.isfinite(value):
-            return repr(value)
-        return value if not isinstance(value, int) or abs(value) < 2**63 else str(value)
-    if type(value) is dict and _flat(value):
-        return dict(value)  # the usual inputs: a few named arguments of plain values
-    try:
-        data = orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
-        out = orjson.loads(data)
-    except Exception:
-        return _repr(value)
-    # Nesting N levels takes N brackets: with fewer, no walk through the value is needed.
-    if data.count(b"{") + data.count(b"[") <= MAX_VALUE_DEPTH:
-        return out
-    return _repr(value) if deeper_than(out, MAX_VALUE_DEPTH) else out
-
-
-def _flat(value: dict) -> bool:
-    """Whether every key is a string and every value one JSON keeps as it is."""
-    for k, v in value.items():
-        t = type(v)
-        if type(k) is not str:
-            return False
-        if t is str or v is None or t is bool:
-            continue
-        if t is int:
-            if -(2**63) < v < 2**63:
-                continue
-            return False
-        if t is float and math.isfinite(v):
-            continue
-        return False
-    return True
 
 
 def _problem(span: LiveSpan | None, what: str, error: BaseException) -> None:
@@ -226,8 +155,8 @@ class LiveSpan:
         self._trace = trace
         self.span_id = new_span_id()
         self.parent_id = parent.span_id if parent else None
-        self.name = name if isinstance(name, str) else _repr(name)
-        self.span_type = span_type if isinstance(span_type, str) else _repr(span_type)
+        self.name = name if isinstance(name, str) else safe_repr(name)
+        self.span_type = span_type if isinstance(span_type, str) else safe_repr(span_type)
         self.start_time_ns = start_time_ns if start_time_ns is not None else time.time_ns()
         self.end_time_ns: int | None = None
         self.status = "OK"
@@ -258,7 +187,7 @@ class LiveSpan:
         self.outputs = to_jsonable(outputs)
 
     def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key if isinstance(key, str) else _repr(key)] = to_jsonable(value)
+        self.attributes[key if isinstance(key, str) else safe_repr(key)] = to_jsonable(value)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         try:
@@ -626,7 +555,7 @@ def update_current_trace(
             live.metadata.update(clean)
     if client_request_id is not None:
         live.client_request_id = (
-            _repr(client_request_id)[:1000]
+            safe_repr(client_request_id)[:1000]
             if not isinstance(client_request_id, str)
             else client_request_id[:1000]
         )
@@ -637,7 +566,7 @@ def update_current_trace(
 
 
 def _text(value: Any) -> str:
-    return (value if isinstance(value, str) else _repr(value))[:MAX_PREVIEW]
+    return (value if isinstance(value, str) else safe_repr(value))[:MAX_PREVIEW]
 
 
 def get_last_active_trace_id() -> str | None:

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from .._version import __version__
 from ..errors import FilterSyntaxError, StoreError, TracetagError
 from ..formats import LABEL_MODES
+from .convert import plain_conversion
 
 __all__ = ["app"]
 
@@ -41,84 +42,7 @@ def _no_python_types() -> None:
 
 
 _no_python_types()
-
-
-def _plain_coercion() -> None:
-    """Options that are plain strings, lists of strings, whole numbers and flags are converted
-    here.
-
-    Typer 0.29 converts every option through a pydantic ``TypeAdapter``, and importing and
-    building those costs about 0.15 s: more than the rest of ``tracetag tag set`` on a small
-    store, paid by every command a shell loop runs. Anything else (paths, choices) still goes
-    through Typer's own conversion.
-    """
-    try:
-        from typer import _coercion, core
-        from typer._click.exceptions import BadParameter
-    except ImportError:  # pragma: no cover - a Typer without adapters needs nothing
-        return
-    if not hasattr(core._TyperParameter, "get_runtime_param"):  # pragma: no cover
-        return
-    from typing import get_args, get_origin
-
-    class Plain(_coercion.RuntimeParam):
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            if self.annotation is str:
-                return value if isinstance(value, str) else str(value)
-            if self.annotation is int:
-                return _whole(value, param, ctx)
-            if self.annotation is bool:
-                return _yes_or_no(value, param, ctx)
-            return [v if isinstance(v, str) else str(v) for v in value]  # list[str]
-
-    def _whole(value: Any, param: Any, ctx: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise BadParameter(f"{value!r} is not a whole number", ctx=ctx, param=param)
-        try:
-            number = int(value)
-        except ValueError:
-            raise BadParameter(f"{value!r} is not a whole number", ctx=ctx, param=param) from None
-        info = param.type_descriptor.parameter_info
-        if info.min is not None and number < info.min:
-            raise BadParameter(f"must be at least {info.min}, not {number}", ctx=ctx, param=param)
-        if info.max is not None and number > info.max:
-            raise BadParameter(f"must be at most {info.max}, not {number}", ctx=ctx, param=param)
-        return number
-
-    def _yes_or_no(value: Any, param: Any, ctx: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "y", "on"):
-            return True
-        if text in ("0", "false", "no", "n", "off"):
-            return False
-        raise BadParameter(f"{value!r} is not yes or no", ctx=ctx, param=param)
-
-    def plain(desc: Any) -> bool:
-        try:
-            info = desc.parameter_info
-            if desc.is_file or desc.is_path or desc.is_choice or getattr(info, "parser", None):
-                return False
-            annotation = desc.annotation
-            if annotation in (str, int, bool):
-                return True
-            return get_origin(annotation) is list and get_args(annotation) == (str,)
-        except Exception:  # pragma: no cover - a Typer that describes options differently
-            return False
-
-    original = core._TyperParameter.get_runtime_param
-
-    def get_runtime_param(self: Any) -> Any:
-        if self._runtime_param is None and plain(self.type_descriptor):
-            desc = self.type_descriptor
-            self._runtime_param = Plain(desc.parameter_info, desc.annotation)
-        return original(self)
-
-    core._TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[method-assign]
-
-
-_plain_coercion()
+plain_conversion()
 
 
 class _Group(TyperGroup):
