@@ -299,7 +299,22 @@ provider.force_flush()
 print(caller, (time.perf_counter() - start) / n * 1e6)
 """
 
-SUSTAINED = """
+# Eight threads calling handle(i) for a total of n traces, timed until everything is flushed.
+EIGHT_THREADS = """
+n = int({n})
+per = n // 8
+start = time.perf_counter()
+threads = [threading.Thread(target=lambda: [handle(i) for i in range(per)]) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+{flush}
+elapsed = time.perf_counter() - start
+"""
+
+SUSTAINED = (
+    """
 import sys, threading, time, tracetag
 tracetag.set_store(sys.argv[1])
 
@@ -311,23 +326,18 @@ def inner(i):
 def handle(i):
     return inner(i)
 
-n = int(sys.argv[2])
-per = n // 8
-start = time.perf_counter()
-threads = [threading.Thread(target=lambda: [handle(i) for i in range(per)]) for _ in range(8)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-tracetag.flush()
-elapsed = time.perf_counter() - start
+"""
+    + EIGHT_THREADS.format(n="sys.argv[2]", flush="tracetag.flush()")
+    + """
 stored = len(tracetag.search_traces(max_results=None, include_spans=False))
 print(per * 8 / elapsed, stored, per * 8)
 """
+)
 
 # The same load on OpenTelemetry's SDK (BatchSpanProcessor, an exporter that only counts):
 # the peer's own ceiling on this machine, and how much of the load it keeps.
-OTEL_SUSTAINED = """
+OTEL_SUSTAINED = (
+    """
 import sys, threading, time
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -353,18 +363,20 @@ def handle(i):
         span.set_attribute("i", i)
         return inner(i)
 
-n = int(sys.argv[1])
-per = n // 8
-start = time.perf_counter()
-threads = [threading.Thread(target=lambda: [handle(i) for i in range(per)]) for _ in range(8)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-provider.force_flush()
-elapsed = time.perf_counter() - start
+"""
+    + EIGHT_THREADS.format(n="sys.argv[1]", flush="provider.force_flush()")
+    + """
 print(per * 8 / elapsed, exported[0] // 2, per * 8)
 """
+)
+
+
+def script_output(script: str, *args: str) -> list[str]:
+    """The words a Python script printed, run in a process of its own."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
 
 
 def recording_section(tmp: Path, n: int) -> list[tuple[str, str, str]]:
@@ -379,42 +391,22 @@ def recording_section(tmp: Path, n: int) -> list[tuple[str, str, str]]:
         have_otel = False
     for mode, what in (("empty", "empty function"), ("nested", "2 nested spans, 1 KB in/out")):
         store = tmp / f"rec-{mode}.json"
-        out = subprocess.run(
-            [sys.executable, "-c", REC_COST, str(store), str(n), mode],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        out = script_output(REC_COST, str(store), str(n), mode)
         caller, total = float(out[0]), float(out[1])
         ratio = f"{total:.0f} us/call with every trace written"
         if have_otel:
-            o = subprocess.run(
-                [sys.executable, "-c", OTEL_COST, str(n), mode],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
+            o = script_output(OTEL_COST, str(n), mode)
             ratio = (
                 f"{caller / float(o[0]):.2f}x OpenTelemetry's {float(o[0]):.0f} us "
                 f"(target <= 1.5x); {total:.0f} us with every trace on disk"
             )
         rows.append((f"@tracetag.trace, {what}, default level", f"{caller:.0f} us/call", ratio))
     store = tmp / "rec-sustained.json"
-    out = subprocess.run(
-        [sys.executable, "-c", SUSTAINED, str(store), str(n * 4)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = script_output(SUSTAINED, str(store), str(n * 4))
     rate, stored, sent = float(out[0]), int(out[1]), int(out[2])
     peer = ""
     if have_otel:
-        o = subprocess.run(
-            [sys.executable, "-c", OTEL_SUSTAINED, str(n * 4)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        o = script_output(OTEL_SUSTAINED, str(n * 4))
         o_rate, o_kept = float(o[0]), int(o[1])
         peer = f"; {rate / o_rate:.2f}x OpenTelemetry's {o_rate:,.0f}/s, which kept {o_kept:,}"
     rows.append(
