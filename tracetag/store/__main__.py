@@ -1,14 +1,16 @@
 """``python -m tracetag.store PATH``: compact the store at PATH beside its writers (see
-:mod:`tracetag.store.compactor`). The store starts it itself; at most one runs per store, and
-what it did (or why it could not) is the one line of ``PATH-compacting``."""
+:mod:`tracetag.store.compactor`); with ``--ids``, only build its id index. The store starts it
+itself; at most one runs per store, and what it did (or why it could not) is the one line of
+``PATH-compacting``."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from typing import Any
 
-from .compactor import compact_beside_writers, only_one
+from .compactor import build_id_index, compact_beside_writers, only_one
 from .local import Store
 
 
@@ -19,7 +21,11 @@ def main() -> None:
             return
         began = time.time()
         try:
-            result = compact_beside_writers(store)
+            result: dict[str, Any] | None
+            if "--ids" in sys.argv[2:]:
+                result = {"id_index_built": build_id_index(store, wanted=True)}
+            else:
+                result = compact_beside_writers(store)
             line = f"{began:.0f} pid {os.getpid()} {time.time() - began:.1f}s {result}"
         except Exception as e:  # nobody waits for this process: the line says what happened
             line = f"{began:.0f} pid {os.getpid()} failed after {time.time() - began:.1f}s: {e!r}"

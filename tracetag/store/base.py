@@ -13,6 +13,7 @@ import orjson
 
 from ..errors import NotAStore, StoreCorrupted
 from .files import id_from_key, id_key
+from .idindex import IdIndex
 from .paths import check_store_file, is_regular
 
 FORMAT = "tracetag"
@@ -230,12 +231,26 @@ class BaseFile:
         if not closed or fh.read(1):
             raise StoreCorrupted(f"{self.path}: damaged store, truncated after line {lineno}")
 
-    def find(self, trace_id: str, index: dict[str, tuple[int, int]] | None) -> dict | None:
+    def find(
+        self, trace_id: str, index: IdIndex | dict[str, tuple[int, int]] | None
+    ) -> dict | None:
         """One document by id, without reading the rest of the file."""
         if self._tables is not None:
             return (self._tables.get("traces") or {}).get(trace_id)
         if self._fh is None:
             return None
+        if isinstance(index, IdIndex):
+            # Each candidate is checked against the base: the id's key precedes its document.
+            needle = b"\n" + id_key(trace_id) + b": "
+            candidates = index.candidates(trace_id)
+            for offset, length in candidates:
+                self._fh.seek(offset - len(needle))
+                raw = self._fh.read(len(needle) + length)
+                if raw.startswith(needle):
+                    return loads_doc(self, trace_id, raw[len(needle) :])
+            if not candidates:
+                return None  # built from this very base (and checksummed): it lacks the id
+            index = None  # another id's hash: search the bytes
         if index is not None:
             loc = index.get(trace_id)
             if loc is None:

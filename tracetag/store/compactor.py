@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from .base import layout
+from . import idindex
+from .base import BaseFile, layout
 from .files import fsync_dir, write_synced
 from .journal import folded_mark
 from .paths import create_file, file_mode
@@ -36,7 +37,7 @@ from .paths import create_file, file_mode
 if TYPE_CHECKING:
     from .local import Store
 
-__all__ = ["compact_beside_writers", "only_one", "start"]
+__all__ = ["build_id_index", "compact_beside_writers", "only_one", "start"]
 
 
 def _lock_path(store: Store) -> Path:
@@ -60,8 +61,9 @@ def only_one(store: Store) -> Iterator[bool]:
         os.close(fd)
 
 
-def start(store: Store) -> bool:
-    """Start a compaction process for ``store`` unless one is running; True if started."""
+def start(store: Store, ids_only: bool = False) -> bool:
+    """Start a compaction process for ``store`` unless one is running; True if started.
+    ``ids_only``: the process only builds the id index of the base (see idindex)."""
     if sys.platform == "win32":  # pragma: no cover - no flock: compact within the write
         return False
     with only_one(store) as free:
@@ -72,7 +74,7 @@ def start(store: Store) -> bool:
             with contextlib.suppress(OSError):
                 stale.unlink()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tracetag.store", str(store.path)],
+        [sys.executable, "-m", "tracetag.store", str(store.path), *(["--ids"] * ids_only)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -124,7 +126,26 @@ def compact_beside_writers(
                 after_install()
             store._rewrite_journal(generation, size, crc, overlay.offset, end)
             store._index = None
-            return {"records": overlay.records, "generation": generation}
+            result = {"records": overlay.records, "generation": generation}
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+    build_id_index(store)  # here, rather than by the first lookup that needs it
+    return result
+
+
+def build_id_index(store: Store, wanted: bool = False) -> bool:
+    """Build the id index of the store's base unless it is current or (``wanted`` False: the
+    caller did not decide for it) the base is too small to want one."""
+    base = BaseFile(store.path)
+    try:
+        if base.stat is None or (not wanted and base.stat.st_size < store.id_index_min_bytes):
+            return False
+        path = idindex.index_path(store.path)
+        found = idindex.IdIndex.open(path, idindex.base_key(base.stat))
+        if found is not None:
+            found.close()
+            return False
+        return idindex.build(base, path) is not None
+    finally:
+        base.close()

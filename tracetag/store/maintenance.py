@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import NotAStore, StoreError
+from . import idindex
 from .base import BaseFile, foreign_kind, new_meta
 from .files import decode_record
 from .journal import Overlay
@@ -198,6 +199,13 @@ def check(store: Store) -> CheckReport:
     merged = live | overlay.puts
     report.facts["traces"] = len(merged)
     _check_spans(store, report, meta, merged)
+    base = BaseFile(store.path)
+    try:
+        report.facts["id_index"] = idindex.state(
+            base, idindex.index_path(store.path), store.id_index_min_bytes
+        )
+    finally:
+        base.close()
     return report
 
 
