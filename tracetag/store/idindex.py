@@ -25,7 +25,7 @@ from typing import Any
 
 from .files import file_mode, write_synced
 
-__all__ = ["INDEX_MIN_BYTES", "IdIndex", "build", "index_path", "state"]
+__all__ = ["INDEX_MIN_BYTES", "IdIndex", "build", "for_base", "index_path", "state"]
 
 # Below this a search of the base's bytes takes a few milliseconds: no index is kept.
 INDEX_MIN_BYTES = 16 << 20
@@ -133,6 +133,17 @@ def build(base: Any, path: Path) -> IdIndex | None:
             os.unlink(tmp)
         return None
     return IdIndex.open(path, base_key(base.stat))
+
+
+def for_base(base: Any) -> IdIndex | None:
+    """The current index of ``base`` (an open BaseFile), built here when missing or stale if
+    that takes well under a second; else None: the caller has a process of its own build it
+    (seconds for a big base) and searches the bytes meanwhile."""
+    path = index_path(base.path)
+    found = IdIndex.open(path, base_key(base.stat))
+    if found is None and base.stat.st_size <= INLINE_BUILD_BYTES:
+        found = build(base, path)
+    return found
 
 
 def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES) -> str:

@@ -39,7 +39,6 @@ from ..schema import check_trace, encode_spans, next_experiment_id
 from . import idindex
 from .base import BaseFile, layout, loads_doc
 from .files import atomic_write, decode_record, encode_record, fsync_dir, record_line, write_all
-from .idindex import IdIndex
 from .journal import JOURNAL_VERSION, Overlay, folded_mark, folded_tail, read_journal, touched_ids
 from .lock import LOCK_TIMEOUT_S, ProcessLock
 from .paths import PRIVATE_DIR, create_file, file_mode, orphan_files, resolve_store_path
@@ -98,7 +97,7 @@ class Store:
         self._lock_pid = os.getpid()
         self._validated: tuple | None = None
         self._overlay: Overlay | None = None
-        self._index: tuple[tuple, IdIndex | dict[str, tuple[int, int]]] | None = None
+        self._index: tuple[tuple, idindex.IdIndex | dict[str, tuple[int, int]]] | None = None
         self._lookups = 0
         self.id_index_min_bytes = idindex.INDEX_MIN_BYTES
         self.writes = 0  # journal appends made by this object: tests count them
@@ -138,30 +137,22 @@ class Store:
         self._overlay = read_journal(self.journal_path, self._overlay)
         return self._overlay
 
-    def _index_for(self, base: BaseFile) -> IdIndex | dict[str, tuple[int, int]] | None:
-        """How to find a document by id: the id index file beside a big base (built by the
-        first lookup that finds it missing or stale), else an index in memory once this
-        process has looked up enough ids to make it pay, else None (search the bytes)."""
+    def _index_for(self, base: BaseFile) -> idindex.IdIndex | dict[str, tuple[int, int]] | None:
+        """A big base's id index file, else one in memory once enough lookups pay for it."""
         if base.stat is None:
             return None
         key = (base.stat.st_ino, base.stat.st_mtime_ns, base.stat.st_size)
         if self._index is not None and self._index[0] == key:
             return self._index[1]
         if base.stat.st_size >= self.id_index_min_bytes:
-            path = idindex.index_path(self.path)
-            found = IdIndex.open(path, idindex.base_key(base.stat))
-            if found is None and base.stat.st_size <= idindex.INLINE_BUILD_BYTES:
-                found = idindex.build(base, path)  # well under a second
-            elif found is None:
-                # Seconds for a big base: a process of its own builds it, and this lookup
-                # searches the bytes as before.
+            found = idindex.for_base(base)
+            if found is None:  # a big base: a process of its own builds it; search meanwhile
                 from .compactor import start
 
                 start(self, ids_only=True)
                 return None
-            if found is not None:
-                self._index = (key, found)
-                return found
+            self._index = (key, found)
+            return found
         self._lookups += 1
         if self._lookups < 8:
             return None
