@@ -145,11 +145,11 @@ def test_kill_9_while_the_index_is_written_leaves_it_right_or_unused(store_path)
         assert _state(store_path) in ("current", "missing", "stale")
         assert _lookups(_indexed(store_path), ids) == expected
     # A temporary file a kill left is named by `store check` and removed by the next compaction.
-    left = [p.name for p in store_path.parent.iterdir() if ".tmp-ids-" in p.name]
+    left = [p.name for p in store_path.parent.iterdir() if ".tmp-" in p.name]
     warnings = " ".join(TracetagClient(store_path).check().warnings)
     assert all(name in warnings for name in left)
     _indexed(store_path).compact()
-    assert [p for p in store_path.parent.iterdir() if ".tmp-ids-" in p.name] == []
+    assert [p for p in store_path.parent.iterdir() if ".tmp-" in p.name] == []
 
 
 def test_store_check_reports_the_index(store_path, cli):
@@ -171,9 +171,94 @@ def test_a_big_base_has_its_index_built_by_a_process_of_its_own(store_path, monk
     monkeypatch.setattr(idindex, "INLINE_BUILD_BYTES", 0)  # every base counts as big
     store = _indexed(store_path)
     assert _lookups(store, ids[:5]) == expected
+    line = store_path.with_name(store_path.name + "-compacting")
     deadline = time.monotonic() + 60
-    while _state(store_path) != "current":
+    while "id_index_built" not in (line.read_text() if line.exists() else ""):
         assert time.monotonic() < deadline, "no process built the index"
         time.sleep(0.1)
-    assert "id_index_built" in store_path.with_name(store_path.name + "-compacting").read_text()
+    assert _state(store_path) == "current"
     assert _lookups(_indexed(store_path), ids) == _lookups(_unindexed(store_path), ids)
+
+
+def _pages(store: Store, filter_string, size, experiment_ids=None) -> list[list[str]]:
+    """Every page of a newest-first search, following the page tokens."""
+    client = TracetagClient(store)
+    pages, token = [], None
+    while True:
+        page = client.search_page(
+            experiment_ids=experiment_ids,
+            filter_string=filter_string,
+            max_results=size,
+            page_token=token,
+            now=1_900_000_000_000,
+        )
+        pages.append([d["trace_id"] for d in page])
+        token = page.token
+        if token is None:
+            return pages
+
+
+FILTERS = [
+    None,
+    "status = 'ERROR'",
+    "tags.environment = 'production' AND execution_time_ms > 5000",
+    "tags.reviewed = 'yes'",
+    "name LIKE '%rag%' OR tags.missing IS NULL",
+    "tags.user_id = 'no such user'",
+]
+
+
+def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(store_path):
+    """The walk newest first (a first page without a scan) gives the scan's pages exactly:
+    after tag changes, deletes, new traces only the journal has, and a trace replaced with
+    another time, and with page tokens through to the end."""
+    client = TracetagClient(store_path)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    client.store.compact()
+    traces = client.search_traces(max_results=None)
+    ids = [t.info.trace_id for t in traces]
+    _lookups(_indexed(store_path), ids[:1])  # both indexes built
+    assert idindex.order_for(BaseFile(store_path)) is not None
+
+    def same_everywhere():
+        for flt in FILTERS:
+            for size in (1, 7, 100):
+                walked = _pages(_indexed(store_path), flt, size)
+                assert walked == _pages(_unindexed(store_path), flt, size), (flt, size)
+
+    same_everywhere()
+    writer = TracetagClient(_indexed(store_path))
+    writer.set_trace_tag(ids[5], "reviewed", "yes")
+    writer.set_trace_tag(ids[200], "reviewed", "yes")
+    writer.delete_traces(trace_ids=[ids[0], ids[17]])
+    # A new trace and a replaced one (later than all), only in the journal.
+    newest = traces[3]
+    doc = {**newest.info.to_dict(), "timestamp_ms": newest.info.timestamp_ms + 10**9}
+    spans = [s.to_dict() for s in newest.data.spans]
+    other = {**doc, "trace_id": "tr-" + "f" * 32, "timestamp_ms": traces[100].info.timestamp_ms}
+    writer.store.put_traces([(doc, spans), (other, spans)])
+    assert writer.store.info()["journal_records"] > 0
+    same_everywhere()
+    assert _pages(_indexed(store_path), None, 1)[0] == [ids[3]]
+
+
+def test_a_search_for_few_traces_gives_up_the_walk_and_scans(store_path, monkeypatch):
+    from tracetag.store import ordered
+
+    client = TracetagClient(store_path)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    client.store.compact()
+    _lookups(_indexed(store_path), [])
+    calls = []
+    real_walk = ordered.walk
+
+    def counted(*args, **kwargs):
+        found = real_walk(*args, **kwargs)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr("tracetag.store.snapshot.walk", counted)
+    monkeypatch.setattr(ordered, "BUDGET", 10)
+    flt = "tags.environment = 'staging'"
+    assert _pages(_indexed(store_path), flt, 100) == _pages(_unindexed(store_path), flt, 100)
+    assert calls == [False]  # the walk gave up; the scan answered

@@ -1,15 +1,16 @@
-"""The id index: where each trace's document starts in the base file, as a file beside it.
+"""The indexes beside a big base: where each trace's document starts, by id and by time.
 
-Without it a lookup by id (``show ID``, ``tag set ID``) searches the base's bytes: 0.3 s and
-hundreds of MiB of mapped pages at a million traces. The index is a sorted table of
-(8-byte hash of the id, offset, length), found by binary search in a few pages.
+Without them a lookup by id (``show ID``, ``tag set ID``) searches the base's bytes (0.3 s and
+hundreds of MiB of mapped pages at a million traces), and the first page of a search
+(``search -n 100``, newest first) reads every document. ``PATH-ids`` is a sorted table of
+(8-byte hash of the id, offset, length), found by binary search; ``PATH-order`` lists the same
+documents newest first (``timestamp_ms`` descending, then trace id), with their times.
 
-It is derived data, never a source of truth. Its header names the base it was built from
-(inode, size, modification time): an index of another base (a compaction replaced it since) is
-stale and unused, and the next lookup builds a new one. Every hit is checked against the bytes
-of the base (the id's key must precede the document), so a damaged or colliding entry can only
-cost a fallback to the search, never a wrong answer. It is written to a temporary file and
-renamed, so a kill at any moment leaves the old index, a new one, or none.
+Both are derived data, never a source of truth. Each names the base it was built from (inode,
+size, modification time) and checksums its entries: an index of another base (a compaction
+replaced it since), one cut short or damaged, is stale and unused, and is built again. A hit
+by id is checked against the bytes of the base (the id's key must precede the document). They
+are written to temporary files and renamed, so a kill at any moment leaves old, new or none.
 """
 
 from __future__ import annotations
@@ -23,24 +24,36 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from .files import file_mode, write_synced
+import orjson
 
-__all__ = ["INDEX_MIN_BYTES", "IdIndex", "build", "for_base", "index_path", "state"]
+from .files import file_mode, id_from_key, write_synced
+
+__all__ = [
+    "INDEX_MIN_BYTES",
+    "IdIndex",
+    "OrderIndex",
+    "build",
+    "for_base",
+    "index_path",
+    "order_path",
+    "state",
+]
 
 # Below this a search of the base's bytes takes a few milliseconds: no index is kept.
 INDEX_MIN_BYTES = 16 << 20
 # Up to this the lookup that finds the index missing builds it (~0.6 s); beyond, a process of
-# its own does, as compaction (about 12 s at a million traces).
+# its own does, as compaction (about 15 s at a million traces).
 INLINE_BUILD_BYTES = 64 << 20
 
-MAGIC = b"tracetag-ids 1\n"
 _HEAD = struct.Struct("<QQQQI")  # base inode, size, mtime_ns; number of entries, their CRC-32
-_ENTRY = struct.Struct("<QQI")  # id hash, document offset, document length
-_START = len(MAGIC) + _HEAD.size
 
 
 def index_path(base_path: Path) -> Path:
     return base_path.with_name(base_path.name + "-ids")
+
+
+def order_path(base_path: Path) -> Path:
+    return base_path.with_name(base_path.name + "-order")
 
 
 def base_key(stat: os.stat_result) -> tuple[int, int, int]:
@@ -51,26 +64,34 @@ def id_hash(trace_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(trace_id.encode(), digest_size=8).digest(), "little")
 
 
-class IdIndex:
-    """An open index file; ``candidates(id)`` are the (offset, length) its hash points to."""
+class _Table:
+    """A file of fixed-size entries after a header naming the base they were built from."""
+
+    MAGIC = b""
+    ENTRY = struct.Struct("<Q")
 
     def __init__(self, mm: mmap.mmap, count: int):
         self._mm = mm
         self._count = count
+        self._start = len(self.MAGIC) + _HEAD.size
+
+    def __len__(self) -> int:
+        return self._count
 
     @classmethod
-    def open(cls, path: Path, key: tuple[int, int, int]) -> IdIndex | None:
-        """The index at ``path`` if it was built from the base ``key`` describes and is whole;
-        None otherwise."""
+    def open(cls, path: Path, key: tuple[int, int, int]) -> Any:
+        """The table at ``path`` if it was built from the base ``key`` describes and is whole
+        and undamaged; None otherwise."""
+        start = len(cls.MAGIC) + _HEAD.size
         try:
             with open(path, "rb") as fh:
-                head = fh.read(_START)
-                if len(head) < _START or not head.startswith(MAGIC):
+                head = fh.read(start)
+                if len(head) < start or not head.startswith(cls.MAGIC):
                     return None
-                ino, size, mtime, count, crc = _HEAD.unpack_from(head, len(MAGIC))
+                ino, size, mtime, count, crc = _HEAD.unpack_from(head, len(cls.MAGIC))
                 if (ino, size, mtime) != key:
                     return None
-                if os.fstat(fh.fileno()).st_size != _START + count * _ENTRY.size:
+                if os.fstat(fh.fileno()).st_size != start + count * cls.ENTRY.size:
                     return None  # cut short: built by a process that did not finish
                 if count == 0:
                     return cls(mmap.mmap(-1, 1), 0)
@@ -80,7 +101,7 @@ class IdIndex:
         # Damaged entries could hide a trace: the checksum (~10 ms at a million) rules it out.
         view = memoryview(mm)
         try:
-            whole = zlib.crc32(view[_START:]) == crc
+            whole = zlib.crc32(view[start:]) == crc
         finally:
             view.release()
         if not whole:
@@ -88,23 +109,64 @@ class IdIndex:
             return None
         return cls(mm, count)
 
+    @classmethod
+    def names(cls, path: Path, key: tuple[int, int, int]) -> bool:
+        """Whether the table at ``path`` says it was built from the base ``key`` describes
+        (its header only: :meth:`open` checks the rest)."""
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(cls.MAGIC) + _HEAD.size)
+        except OSError:
+            return False
+        if len(head) < len(cls.MAGIC) + _HEAD.size or not head.startswith(cls.MAGIC):
+            return False
+        return tuple(_HEAD.unpack_from(head, len(cls.MAGIC))[:3]) == key
+
     def close(self) -> None:
         self._mm.close()
+
+    def entry(self, i: int) -> tuple[int, int, int]:
+        value: tuple[int, int, int] = self.ENTRY.unpack_from(
+            self._mm, self._start + i * self.ENTRY.size
+        )
+        return value
+
+    @classmethod
+    def write(cls, path: Path, base: Any, entries: list[tuple[int, int, int]]) -> bool:
+        pack = cls.ENTRY.pack
+        body = b"".join([pack(*e) for e in entries])
+        head = cls.MAGIC + _HEAD.pack(*base_key(base.stat), len(entries), zlib.crc32(body))
+        # Named as the store's other temporary files, so a compaction removes one a kill left.
+        kind = path.name.rsplit("-", 1)[-1]
+        tmp = path.with_name(f".{base.path.name}.tmp-{kind}-{os.getpid()}")
+        try:
+            write_synced(tmp, [head, body], file_mode(base.path))
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return False
+        return True
+
+
+class IdIndex(_Table):
+    """``candidates(id)``: the (offset, length) the id's hash points to."""
+
+    MAGIC = b"tracetag-ids 1\n"
+    ENTRY = struct.Struct("<QQI")  # id hash, document offset, document length
 
     def candidates(self, trace_id: str) -> list[tuple[int, int]]:
         h = id_hash(trace_id)
         lo, hi = 0, self._count
-        unpack = _ENTRY.unpack_from
-        size = _ENTRY.size
         while lo < hi:
             mid = (lo + hi) // 2
-            if unpack(self._mm, _START + mid * size)[0] < h:
+            if self.entry(mid)[0] < h:
                 lo = mid + 1
             else:
                 hi = mid
         found = []
         while lo < self._count:
-            eh, offset, length = unpack(self._mm, _START + lo * size)
+            eh, offset, length = self.entry(lo)
             if eh != h:
                 break
             found.append((offset, length))
@@ -112,38 +174,80 @@ class IdIndex:
         return found
 
 
+class OrderIndex(_Table):
+    """Entries (timestamp_ms, offset, length), newest first, ties by trace id."""
+
+    MAGIC = b"tracetag-order 1\n"
+    ENTRY = struct.Struct("<qQI")
+
+    def first_not_newer(self, timestamp_ms: int) -> int:
+        """The position of the first entry at or before ``timestamp_ms``."""
+        lo, hi = 0, self._count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.entry(mid)[0] > timestamp_ms:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+
 def build(base: Any, path: Path) -> IdIndex | None:
-    """Write the index of ``base`` (an open BaseFile) at ``path``; None if it cannot be (the
-    folder is read-only, the disk is full: lookups then search, as without an index)."""
+    """Write both indexes of ``base`` (an open BaseFile); the id index at ``path``. None if
+    they cannot be written (a read-only folder, a full disk: lookups then search, as without
+    an index)."""
     if base.stat is None:
         return None
-    entries = sorted(
-        (id_hash(tid), offset, length) for tid, (offset, length) in base.build_index().items()
-    )
-    pack = _ENTRY.pack
-    body = b"".join([pack(*e) for e in entries])
-    data = MAGIC + _HEAD.pack(*base_key(base.stat), len(entries), zlib.crc32(body)) + body
-    # Named as the store's other temporary files, so a writer removes one a kill left behind.
-    tmp = path.with_name(f".{base.path.name}.tmp-ids-{os.getpid()}")
-    try:
-        write_synced(tmp, [data], file_mode(base.path))
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    located = base.build_index()
+    ids = sorted((id_hash(tid), offset, length) for tid, (offset, length) in located.items())
+    newest_first = []
+    with open(base.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for tid, (offset, length) in located.items():
+            try:
+                ts = orjson.loads(mm[offset : offset + length]).get("timestamp_ms")
+            except orjson.JSONDecodeError:
+                return None  # a damaged base: `store check` says so; nothing is indexed
+            ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+            newest_first.append((-ts, tid, offset, length))
+    newest_first.sort()
+    order = [(-neg, offset, length) for neg, _tid, offset, length in newest_first]
+    # The order index first: the id index being current is what says both were written.
+    if not OrderIndex.write(order_path(base.path), base, order):
         return None
-    return IdIndex.open(path, base_key(base.stat))
+    if not IdIndex.write(path, base, ids):
+        return None
+    found: IdIndex | None = IdIndex.open(path, base_key(base.stat))
+    return found
 
 
 def for_base(base: Any) -> IdIndex | None:
-    """The current index of ``base`` (an open BaseFile), built here when missing or stale if
-    that takes well under a second; else None: the caller has a process of its own build it
-    (seconds for a big base) and searches the bytes meanwhile."""
+    """The current id index of ``base`` (an open BaseFile), built here when missing or stale
+    if that takes well under a second; else None: the caller has a process of its own build
+    it (seconds for a big base) and searches the bytes meanwhile."""
     path = index_path(base.path)
-    found = IdIndex.open(path, base_key(base.stat))
+    found: IdIndex | None = IdIndex.open(path, base_key(base.stat))
+    if found is not None and not OrderIndex.names(order_path(base.path), base_key(base.stat)):
+        found.close()  # (an id index from before order indexes existed)
+        found = None
     if found is None and base.stat.st_size <= INLINE_BUILD_BYTES:
         found = build(base, path)
     return found
+
+
+def order_for(base: Any) -> OrderIndex | None:
+    """The current order index of ``base``, if there is one (never built here)."""
+    if base.stat is None:
+        return None
+    found: OrderIndex | None = OrderIndex.open(order_path(base.path), base_key(base.stat))
+    return found
+
+
+def trace_id_at(mm: Any, offset: int) -> str | None:
+    """The trace id whose document starts at ``offset`` of the base (its key precedes it)."""
+    line = mm.rfind(b"\n", max(0, offset - 300), offset)
+    if line < 0 or mm[offset - 2 : offset] != b": ":
+        return None
+    return id_from_key(mm[line + 2 : offset - 3])
 
 
 def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES) -> str:
@@ -153,8 +257,9 @@ def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES) -> str:
         return "not needed"
     if not path.exists():
         return "missing"
-    index = IdIndex.open(path, base_key(base.stat))
-    if index is None:
-        return "stale"
-    index.close()
+    for table, at in ((IdIndex, path), (OrderIndex, order_path(base.path))):
+        index = table.open(at, base_key(base.stat))
+        if index is None:
+            return "stale"
+        index.close()
     return "current"

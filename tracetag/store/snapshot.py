@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreCorrupted, TraceNotFound
 from .base import BaseFile, loads_doc
 from .files import decode_record
+from .idindex import order_for
 from .journal import Overlay
+from .ordered import is_newest_first, walk
 
 if TYPE_CHECKING:
     from .local import Store
@@ -100,6 +102,10 @@ class Snapshot:
         required: list[bytes] | None = None,
         experiment_ids: set[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        order: Any = None,
+        after: tuple[Any, ...] | None = None,
+        limit: int | None = None,
         **_pushdown: Any,
     ) -> Iterator[tuple[dict, bytes | None]]:
         """(document, its JSON bytes or None) for each document where ``predicate`` is True.
@@ -113,6 +119,11 @@ class Snapshot:
         changed are always parsed, since their JSON on disk is not what is matched.
         ``progress(done, total)`` is called every few thousand documents, in bytes of the base.
         """
+        if limit is not None and is_newest_first(order):
+            page = self._newest_first(predicate, required, experiment_ids, after, limit)
+            if page is not None:
+                yield from page
+                return
         total = self.base.stat.st_size if self.base.stat else 0
         done = 0
         for n, (tid, raw, changed) in enumerate(self.overlay.merged(self.base)):
@@ -130,6 +141,35 @@ class Snapshot:
                 continue
             if predicate(doc) is True:
                 yield doc, raw_out
+
+    def _newest_first(
+        self,
+        predicate: Callable[[dict], bool | None],
+        required: list[bytes] | None,
+        experiment_ids: set[str] | None,
+        after: tuple[Any, ...] | None,
+        limit: int,
+    ) -> list[tuple[dict, bytes | None]] | None:
+        """A first page walked in the order index (see ordered.py); None: scan instead."""
+        base = self.base
+        if (
+            base.stat is None
+            or base._fh is None
+            or base.stat.st_size < self.store.id_index_min_bytes
+        ):
+            return None
+        index = order_for(base)
+        if index is None:
+            self.store._index_for(base)  # builds both indexes, or has them built
+            index = order_for(base)
+            if index is None:
+                return None
+        try:
+            return walk(
+                base, self.overlay, index, predicate, required, experiment_ids, after, limit
+            )
+        finally:
+            index.close()
 
     def ids(self) -> set[str]:
         """Every trace id, without parsing documents."""
