@@ -248,7 +248,7 @@ def test_a_search_for_few_traces_gives_up_the_walk_and_scans(store_path, monkeyp
     client = TracetagClient(store_path)
     client.import_traces(TRACES_JSONL.read_bytes())
     client.store.compact()
-    _lookups(_indexed(store_path), [])
+    _lookups(_indexed(store_path), ["tr-any"])  # both indexes built
     calls = []
     real_walk = ordered.walk
 
@@ -262,3 +262,29 @@ def test_a_search_for_few_traces_gives_up_the_walk_and_scans(store_path, monkeyp
     flt = "tags.environment = 'staging'"
     assert _pages(_indexed(store_path), flt, 100) == _pages(_unindexed(store_path), flt, 100)
     assert calls == [False]  # the walk gave up; the scan answered
+
+
+def test_explain_says_whether_a_page_is_walked_or_scanned(store_path, cli, monkeypatch):
+    from tracetag import runtime
+
+    client = TracetagClient(store_path)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    client.store.compact()
+
+    def plan(*args):
+        runtime.reset()  # a fresh process each time
+        out = cli("--store", str(store_path), "search", "--explain", *args).stdout
+        return [ln for ln in out.splitlines() if ln.startswith(("plan:", "      ("))]
+
+    assert plan("-n", "10") == ["plan: a scan of the base (small enough to need no index)"]
+    assert plan("--all") == ["plan: a scan of the base (every match is wanted)"]
+    monkeypatch.setattr(idindex, "INDEX_MIN_BYTES", 0)  # what a base over 16 MB gets
+    assert plan("-n", "10") == ["plan: a scan of the base (the order index is being built)"]
+    _lookups(_indexed(store_path), ["tr-any"])  # the first lookup builds both indexes
+    assert plan("-n", "10", "-f", "status = 'OK'") == [
+        "plan: newest first through the order index, stopping at the page's end",
+        "      (the scan instead if 20,000 documents do not fill the page)",
+    ]
+    assert plan("-n", "10", "--order-by", "name") == [
+        "plan: a scan of the base (the order index serves the default order, newest first)"
+    ]

@@ -544,8 +544,15 @@ class TracetagClient:
         """Copy this store's matching traces into ``target`` (see :meth:`copy_from`)."""
         return target.copy_from(self, filter_string, experiment_ids, progress=progress)
 
-    def explain(self, node: A.Node | None) -> list[str]:
-        """How the backend evaluates ``node``: what it does itself, what tracetag checks."""
+    def explain(self, node: A.Node | None, order: Any = None, paged: bool = True) -> list[str]:
+        """How the backend evaluates ``node``: what it does itself, what tracetag checks (for
+        the file store: whether a page in ``order`` is read through its order index)."""
+        from .store import Store
+
+        if isinstance(self.store, Store):
+            from .store.ordered import explain as plan
+
+            return plan(self.store, order, paged)
         explain = getattr(self.store, "explain", None)
         return [] if explain is None else list(explain(node))
 

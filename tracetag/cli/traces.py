@@ -97,10 +97,13 @@ def search(
         from ..query import parse_order_by
 
         node = parse_filter(filter_string)
-        render.explain(node, parse_order_by(order_by))
-        if st.is_database():  # where a database or a server evaluates what
-            for line in st.client.explain(node):
-                print(line)
+        keys = parse_order_by(order_by)
+        render.explain(node, keys)
+        paged = not all_results and (max_results is not None or (output or "table") == "table")
+        local = st.store_file()
+        if local is None or local.exists():  # (a store not there yet has no plan to tell)
+            for line in st.client.explain(node, order=keys, paged=paged):
+                print(line)  # where a database or a server evaluates what; the file's plan
         return
     from ..filters import parse_filter
 

@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
-from .idindex import OrderIndex, trace_id_at
+from .base import BaseFile
+from .idindex import OrderIndex, order_for, trace_id_at
 
-__all__ = ["BUDGET", "is_newest_first", "walk"]
+__all__ = ["BUDGET", "explain", "is_newest_first", "walk"]
 
 BUDGET = 20_000  # documents parsed before the walk gives up for the scan
 _LOOKED = 200_000  # documents looked at (a byte test each) before the same
@@ -102,3 +103,26 @@ def _journal_entries(puts: dict[str, dict]) -> Iterator[tuple[tuple[int, str], b
     entries = sorted(((-d["timestamp_ms"], tid), d) for tid, d in puts.items())
     for pos, doc in entries:
         yield pos, b"", doc
+
+
+def explain(store: Any, order: Any, paged: bool) -> list[str]:
+    """The file store's plan for a search, in words (``search --explain``)."""
+    scan = "plan: a scan of the base"
+    if not paged:
+        return [f"{scan} (every match is wanted)"]
+    if not is_newest_first(order):
+        return [f"{scan} (the order index serves the default order, newest first)"]
+    base = BaseFile(store.path)
+    try:
+        if base.stat is None or base.stat.st_size < store.id_index_min_bytes:
+            return [f"{scan} (small enough to need no index)"]
+        index = order_for(base)
+        if index is None:
+            return [f"{scan} (the order index is being built)"]
+        index.close()
+    finally:
+        base.close()
+    return [
+        "plan: newest first through the order index, stopping at the page's end",
+        f"      (the scan instead if {BUDGET:,} documents do not fill the page)",
+    ]
