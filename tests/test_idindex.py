@@ -180,15 +180,15 @@ def test_a_big_base_has_its_index_built_by_a_process_of_its_own(store_path, monk
     assert _lookups(_indexed(store_path), ids) == _lookups(_unindexed(store_path), ids)
 
 
-def _pages(store: Store, filter_string, size, experiment_ids=None) -> list[list[str]]:
-    """Every page of a newest-first search, following the page tokens."""
+def _pages(store: Store, filter_string, size, order_by=None) -> list[list[str]]:
+    """Every page of a search (newest first unless ``order_by``), following the tokens."""
     client = TracetagClient(store)
     pages, token = [], None
     while True:
         page = client.search_page(
-            experiment_ids=experiment_ids,
             filter_string=filter_string,
             max_results=size,
+            order_by=order_by,
             page_token=token,
             now=1_900_000_000_000,
         )
@@ -205,6 +205,11 @@ FILTERS = [
     "tags.reviewed = 'yes'",
     "name LIKE '%rag%' OR tags.missing IS NULL",
     "tags.user_id = 'no such user'",
+    # Through the tag index (a tag on at most a quarter of the traces):
+    "tags.user_id = 'user_017'",
+    "tags.priority = 'high' AND tags.user_id = 'user_026'",
+    "tags.user_id = 'user_013' AND status = 'OK'",
+    "tags.user_id = 'user_017' AND tags.reviewed = 'yes'",
 ]
 
 
@@ -222,14 +227,20 @@ def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(s
 
     def same_everywhere():
         for flt in FILTERS:
-            for size in (1, 7, 100):
-                walked = _pages(_indexed(store_path), flt, size)
-                assert walked == _pages(_unindexed(store_path), flt, size), (flt, size)
+            for size, order in ((1, None), (7, None), (100, None), (None, None), (5, ["name"])):
+                walked = _pages(_indexed(store_path), flt, size, order)
+                scanned = _pages(_unindexed(store_path), flt, size, order)
+                assert walked == scanned, (flt, size, order)
 
     same_everywhere()
     writer = TracetagClient(_indexed(store_path))
     writer.set_trace_tag(ids[5], "reviewed", "yes")
     writer.set_trace_tag(ids[200], "reviewed", "yes")
+    # Tags changed in the journal: a trace gains user_017, another loses user_026.
+    writer.set_trace_tag(ids[9], "user_id", "user_017")
+    writer.set_trace_tag(ids[200], "user_id", "user_017")
+    lost = next(t for t in traces if t.info.tags.get("user_id") == "user_026")
+    writer.delete_trace_tag(lost.info.trace_id, "user_id")
     writer.delete_traces(trace_ids=[ids[0], ids[17]])
     # A new trace and a replaced one (later than all), only in the journal.
     newest = traces[3]
@@ -288,3 +299,34 @@ def test_explain_says_whether_a_page_is_walked_or_scanned(store_path, cli, monke
     assert plan("-n", "10", "--order-by", "name") == [
         "plan: a scan of the base (the order index serves the default order, newest first)"
     ]
+
+
+def test_a_rare_tag_is_read_through_the_tag_index(store_path, monkeypatch):
+    """``tags.user_id = 'user_017'`` reads the 9 documents the tag index points to, for every
+    match (no page limit) and in any order, instead of scanning 320."""
+    from tracetag.store import ordered
+
+    client = TracetagClient(store_path)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    client.store.compact()
+    _lookups(_indexed(store_path), ["tr-any"])  # the indexes built
+    seen = []
+    real_walk = ordered.walk
+
+    def recorded(*args, **kwargs):
+        found = real_walk(*args, **kwargs)
+        seen.append((args[8], None if found is None else len(found)))
+        return found
+
+    monkeypatch.setattr("tracetag.store.snapshot.walk", recorded)
+    flt = "tags.user_id = 'user_017'"
+    for size, order in ((None, None), (3, None), (None, ["execution_time_ms DESC"])):
+        assert _pages(_indexed(store_path), flt, size, order) == _pages(
+            _unindexed(store_path), flt, size, order
+        )
+    assert [len(positions) for positions, _n in seen] == [9, 9, 9, 9, 9]  # 3 pages of 3
+    assert [n for _p, n in seen] == [9, 4, 4, 3, 9]  # (a page reads one more: is there more?)
+    # A tag on most traces is not worth the index: the filter scans.
+    seen.clear()
+    _pages(_indexed(store_path), "tags.priority = 'normal'", None)
+    assert seen == []

@@ -341,6 +341,23 @@ def _last_spans(spans_of: SpansOf) -> SpansOf:
     return spans
 
 
+def tag_equalities(node: A.Node | None) -> list[tuple[str, str]]:
+    """The (key, value) of each ``tags.KEY = 'VALUE'`` that every match must satisfy (the
+    conditions of a top-level AND, or the filter itself): what a tag index can look up."""
+    if node is None:
+        return []
+    if isinstance(node, A.And):
+        return [pair for item in node.items for pair in tag_equalities(item)]
+    if (
+        isinstance(node, A.Compare)
+        and node.op == "="
+        and node.field.kind == "tag"
+        and isinstance(node.value, A.String)
+    ):
+        return [(node.field.key, node.value.value)]
+    return []
+
+
 def required_bytes(node: A.Node | None) -> list[bytes]:
     """Byte strings that every matching document's JSON must contain.
 

@@ -21,6 +21,7 @@ import mmap
 import os
 import struct
 import zlib
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,13 @@ __all__ = [
     "INDEX_MIN_BYTES",
     "IdIndex",
     "OrderIndex",
+    "TagIndex",
     "build",
     "for_base",
     "index_path",
     "order_path",
     "state",
+    "tags_for",
 ]
 
 # Below this a search of the base's bytes takes a few milliseconds: no index is kept.
@@ -54,6 +57,10 @@ def index_path(base_path: Path) -> Path:
 
 def order_path(base_path: Path) -> Path:
     return base_path.with_name(base_path.name + "-order")
+
+
+def tags_path(base_path: Path) -> Path:
+    return base_path.with_name(base_path.name + "-tags")
 
 
 def base_key(stat: os.stat_result) -> tuple[int, int, int]:
@@ -134,8 +141,11 @@ class _Table:
     @classmethod
     def write(cls, path: Path, base: Any, entries: list[tuple[int, int, int]]) -> bool:
         pack = cls.ENTRY.pack
-        body = b"".join([pack(*e) for e in entries])
-        head = cls.MAGIC + _HEAD.pack(*base_key(base.stat), len(entries), zlib.crc32(body))
+        return cls.write_body(path, base, b"".join([pack(*e) for e in entries]), len(entries))
+
+    @classmethod
+    def write_body(cls, path: Path, base: Any, body: bytes, count: int) -> bool:
+        head = cls.MAGIC + _HEAD.pack(*base_key(base.stat), count, zlib.crc32(body))
         # Named as the store's other temporary files, so a compaction removes one a kill left.
         kind = path.name.rsplit("-", 1)[-1]
         tmp = path.with_name(f".{base.path.name}.tmp-{kind}-{os.getpid()}")
@@ -192,8 +202,65 @@ class OrderIndex(_Table):
         return lo
 
 
+class TagIndex(_Table):
+    """Entries (hash of a tag's key and value, position in the order index), by hash, then
+    position: the traces with a tag, newest first. A hash is not a tag (two may share one): the
+    filter decides on every document it points to."""
+
+    MAGIC = b"tracetag-tags 1\n"
+    ENTRY = struct.Struct("<QI")
+
+    def positions(self, key: str, value: str) -> list[int]:
+        h = tag_hash(key, value)
+        lo, hi = 0, self._count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.entry(mid)[0] < h:
+                lo = mid + 1
+            else:
+                hi = mid
+        found = []
+        while lo < self._count:
+            eh, position = self.entry(lo)[:2]
+            if eh != h:
+                break
+            found.append(position)
+            lo += 1
+        return found
+
+
+def tag_hash(key: str, value: str) -> int:
+    data = key.encode() + b"\0" + value.encode()
+    return (zlib.crc32(data) << 32) | zlib.adler32(data)
+
+
+def _tag_postings(mm: Any, newest_first: list[tuple[int, str, int, int]]) -> tuple[bytes, int]:
+    """The tag index's entries: each document's tags, read again in order (keeping every
+    document's tags from the first pass would cost more memory than the base)."""
+    buckets: dict[int, array[int]] = {}
+    for position, (_neg, _tid, offset, length) in enumerate(newest_first):
+        tags = orjson.loads(mm[offset : offset + length]).get("tags")
+        if not isinstance(tags, dict):
+            continue
+        for k, v in tags.items():
+            if isinstance(k, str) and isinstance(v, str):
+                h = tag_hash(k, v)
+                found = buckets.get(h)
+                if found is None:
+                    buckets[h] = found = array("I")
+                found.append(position)  # (positions come in order: each run is sorted)
+    parts = []
+    count = 0
+    for h in sorted(buckets):
+        hb = h.to_bytes(8, "little")
+        run = buckets[h]
+        parts.append(b"".join([hb + p.to_bytes(4, "little") for p in run]))
+        count += len(run)
+    return b"".join(parts), count
+
+
 def build(base: Any, path: Path) -> IdIndex | None:
-    """Write both indexes of ``base`` (an open BaseFile); the id index at ``path``. None if
+    """Write the indexes of ``base`` (an open BaseFile); the id index at ``path``. None if
     they cannot be written (a read-only folder, a full disk: lookups then search, as without
     an index)."""
     if base.stat is None:
@@ -201,7 +268,8 @@ def build(base: Any, path: Path) -> IdIndex | None:
     located = base.build_index()
     ids = sorted((id_hash(tid), offset, length) for tid, (offset, length) in located.items())
     newest_first = []
-    with open(base.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    # (The open base, not its path: a compaction may have renamed another file there since.)
+    with mmap.mmap(base._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         for tid, (offset, length) in located.items():
             try:
                 ts = orjson.loads(mm[offset : offset + length]).get("timestamp_ms")
@@ -209,9 +277,12 @@ def build(base: Any, path: Path) -> IdIndex | None:
                 return None  # a damaged base: `store check` says so; nothing is indexed
             ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
             newest_first.append((-ts, tid, offset, length))
-    newest_first.sort()
+        newest_first.sort()
+        tags_body, tags_count = _tag_postings(mm, newest_first)
     order = [(-neg, offset, length) for neg, _tid, offset, length in newest_first]
-    # The order index first: the id index being current is what says both were written.
+    # The id index last: its being current is what says the others were written.
+    if not TagIndex.write_body(tags_path(base.path), base, tags_body, tags_count):
+        return None
     if not OrderIndex.write(order_path(base.path), base, order):
         return None
     if not IdIndex.write(path, base, ids):
@@ -226,8 +297,11 @@ def for_base(base: Any) -> IdIndex | None:
     it (seconds for a big base) and searches the bytes meanwhile."""
     path = index_path(base.path)
     found: IdIndex | None = IdIndex.open(path, base_key(base.stat))
-    if found is not None and not OrderIndex.names(order_path(base.path), base_key(base.stat)):
-        found.close()  # (an id index from before order indexes existed)
+    key = base_key(base.stat)
+    if found is not None and not (
+        OrderIndex.names(order_path(base.path), key) and TagIndex.names(tags_path(base.path), key)
+    ):
+        found.close()  # (an id index from before the others existed)
         found = None
     if found is None and base.stat.st_size <= INLINE_BUILD_BYTES:
         found = build(base, path)
@@ -239,6 +313,14 @@ def order_for(base: Any) -> OrderIndex | None:
     if base.stat is None:
         return None
     found: OrderIndex | None = OrderIndex.open(order_path(base.path), base_key(base.stat))
+    return found
+
+
+def tags_for(base: Any) -> TagIndex | None:
+    """The current tag index of ``base``, if there is one (never built here)."""
+    if base.stat is None:
+        return None
+    found: TagIndex | None = TagIndex.open(tags_path(base.path), base_key(base.stat))
     return found
 
 
@@ -257,7 +339,12 @@ def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES) -> str:
         return "not needed"
     if not path.exists():
         return "missing"
-    for table, at in ((IdIndex, path), (OrderIndex, order_path(base.path))):
+    tables = (
+        (IdIndex, path),
+        (OrderIndex, order_path(base.path)),
+        (TagIndex, tags_path(base.path)),
+    )
+    for table, at in tables:
         index = table.open(at, base_key(base.stat))
         if index is None:
             return "stale"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import mmap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -46,27 +46,35 @@ def walk(
     required: list[bytes] | None,
     experiment_ids: set[str] | None,
     after: tuple[Any, ...] | None,
-    limit: int,
+    limit: int | None,
+    positions: list[int] | None = None,
+    current: Callable[[str], dict | None] | None = None,
 ) -> list[tuple[dict, bytes | None]] | None:
     """Up to ``limit`` matches after ``after`` (a page token's (timestamp_ms, trace_id)), in
-    order; None when the walk would cost more than a scan."""
+    order; None when the walk would cost more than a scan.
+
+    ``positions`` (sorted; from the tag index) are the only base documents that can match:
+    the walk reads those and, since a journal change may have given any trace the tag, every
+    trace the journal touched (``current(id)``: its document now).
+    """
     if after is not None and not (isinstance(after[0], int) and isinstance(after[1], str)):
         return None
     after_pos = None if after is None else (-after[0], after[1])
-    deleted, puts, deltas = overlay.deleted, overlay.puts, overlay.deltas
+    deltas = overlay.deltas
+    start = 0 if after is None else index.first_not_newer(after[0])
+    wanted, skip, journal, budget = _sources(overlay, index, start, positions, current)
     out: list[tuple[dict, bytes | None]] = []
     parsed = looked = 0
     with mmap.mmap(base._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        start = 0 if after is None else index.first_not_newer(after[0])
         for pos, raw, doc in heapq.merge(
-            _base_entries(mm, index, start, deleted, puts),
-            _journal_entries(puts),
+            _base_entries(mm, index, wanted, skip),
+            _journal_entries(journal),
             key=lambda entry: entry[0],
         ):
             if after_pos is not None and pos <= after_pos:
                 continue
             looked += 1
-            if looked > _LOOKED or parsed > BUDGET:
+            if looked > max(_LOOKED, budget) or parsed > budget:
                 return None
             raw_out: bytes | None = None
             if doc is None:
@@ -83,24 +91,48 @@ def walk(
                 continue
             if predicate(doc) is True:
                 out.append((doc, raw_out))
-                if len(out) >= limit:
+                if limit is not None and len(out) >= limit:
                     break
     return out
 
 
+def _sources(
+    overlay: Any,
+    index: OrderIndex,
+    start: int,
+    positions: list[int] | None,
+    current: Callable[[str], dict | None] | None,
+) -> tuple[Iterable[int], set[str], list[dict], int]:
+    """What a walk reads: base positions, the ids to skip there, the journal's documents, and
+    how many documents it may parse before a scan would have been cheaper."""
+    deleted, puts, deltas = overlay.deleted, overlay.puts, overlay.deltas
+    if positions is None:
+        # A time walk may read much for little: a scan is its limit.
+        return range(start, len(index)), deleted | set(puts), list(puts.values()), BUDGET
+    touched = set(puts) | set(deltas)
+    journal = [d for t in touched - deleted if (d := _now(t, puts, current)) is not None]
+    wanted = (p for p in positions if p >= start)
+    # The candidates are known: read them all.
+    return wanted, deleted | touched, journal, len(positions) + len(journal) + 1
+
+
+def _now(tid: str, puts: dict[str, dict], current: Callable[[str], dict | None] | None) -> Any:
+    return puts.get(tid) or (current(tid) if current is not None else None)
+
+
 def _base_entries(
-    mm: Any, index: OrderIndex, start: int, deleted: set[str], puts: dict[str, dict]
+    mm: Any, index: OrderIndex, wanted: Iterable[int], skip: set[str]
 ) -> Iterator[tuple[tuple[int, str], bytes, None]]:
-    for i in range(start, len(index)):
+    for i in wanted:
         ts, offset, length = index.entry(i)
         tid = trace_id_at(mm, offset)
-        if tid is None or tid in deleted or tid in puts:
-            continue  # (a put replaced it: it comes from the journal, at its own time)
+        if tid is None or tid in skip:
+            continue  # (a put replaced it, or the journal changed it: it comes from there)
         yield (-ts, tid), mm[offset : offset + length], None
 
 
-def _journal_entries(puts: dict[str, dict]) -> Iterator[tuple[tuple[int, str], bytes, dict]]:
-    entries = sorted(((-d["timestamp_ms"], tid), d) for tid, d in puts.items())
+def _journal_entries(docs: list[dict]) -> Iterator[tuple[tuple[int, str], bytes, dict]]:
+    entries = sorted(((-d["timestamp_ms"], d["trace_id"]), d) for d in docs)
     for pos, doc in entries:
         yield pos, b"", doc
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreCorrupted, TraceNotFound
+from ..filters.evaluate import tag_equalities
 from .base import BaseFile, loads_doc
 from .files import decode_record
-from .idindex import order_for
+from .idindex import order_for, tags_for
 from .journal import Overlay
 from .ordered import is_newest_first, walk
 
@@ -119,11 +120,12 @@ class Snapshot:
         changed are always parsed, since their JSON on disk is not what is matched.
         ``progress(done, total)`` is called every few thousand documents, in bytes of the base.
         """
-        if limit is not None and is_newest_first(order):
-            page = self._newest_first(predicate, required, experiment_ids, after, limit)
-            if page is not None:
-                yield from page
-                return
+        planned = self._through_indexes(
+            predicate, required, experiment_ids, _pushdown.get("node"), order, after, limit
+        )
+        if planned is not None:
+            yield from planned
+            return
         total = self.base.stat.st_size if self.base.stat else 0
         done = 0
         for n, (tid, raw, changed) in enumerate(self.overlay.merged(self.base)):
@@ -142,15 +144,19 @@ class Snapshot:
             if predicate(doc) is True:
                 yield doc, raw_out
 
-    def _newest_first(
+    def _through_indexes(
         self,
         predicate: Callable[[dict], bool | None],
         required: list[bytes] | None,
         experiment_ids: set[str] | None,
+        node: Any,
+        order: Any,
         after: tuple[Any, ...] | None,
-        limit: int,
+        limit: int | None,
     ) -> list[tuple[dict, bytes | None]] | None:
-        """A first page walked in the order index (see ordered.py); None: scan instead."""
+        """The matches read through the indexes beside a big base, when they serve: a page in
+        the default order walked newest first, and the traces a ``tags.K = 'V'`` of the filter
+        points to. None: scan instead (see ordered.py)."""
         base = self.base
         if (
             base.stat is None
@@ -160,16 +166,42 @@ class Snapshot:
             return None
         index = order_for(base)
         if index is None:
-            self.store._index_for(base)  # builds both indexes, or has them built
+            self.store._index_for(base)  # builds the indexes, or has them built
             index = order_for(base)
             if index is None:
                 return None
         try:
+            positions = self._tagged(node, len(index))
+            newest = is_newest_first(order)
+            if positions is None and not (newest and limit is not None):
+                return None
             return walk(
-                base, self.overlay, index, predicate, required, experiment_ids, after, limit
+                base,
+                self.overlay,
+                index,
+                predicate,
+                required,
+                experiment_ids,
+                after if newest else None,  # (other orders: the caller sorts and pages)
+                limit if newest else None,
+                positions,
+                self.get,
             )
         finally:
             index.close()
+
+    def _tagged(self, node: Any, documents: int) -> list[int] | None:
+        """Positions of the base documents with the filter's rarest required tag; None when
+        the filter requires none, or every tag it requires is too common to beat a scan."""
+        pairs = tag_equalities(node)
+        tags = tags_for(self.base) if pairs else None
+        if tags is None:
+            return None
+        try:
+            rarest = min((tags.positions(k, v) for k, v in pairs), key=len)
+        finally:
+            tags.close()
+        return rarest if len(rarest) <= documents // 4 else None
 
     def ids(self) -> set[str]:
         """Every trace id, without parsing documents."""
