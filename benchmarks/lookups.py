@@ -42,6 +42,9 @@ def rss_of(cmd: list[str]) -> int:
     return int(out.stderr.strip().splitlines()[-1])
 
 
+USER = "tags.user_id = 'user_017'"
+
+
 def measure(path: Path, repeat: int) -> dict[str, tuple[float, int]]:
     trace_id = TracetagClient(Store(path)).search_traces(max_results=1)[0].info.trace_id
     tt = [sys.executable, "-m", "tracetag", "--store", str(path)]
@@ -52,6 +55,7 @@ def measure(path: Path, repeat: int) -> dict[str, tuple[float, int]]:
         ("tag set ID", ["tag", "set", trace_id]),
         ("search -n 100", ["search", "-n", "100"]),
         ("production, > 5 s, -n 100", ["search", "-f", production, "-n", "100"]),
+        ("user_017 (0.1%), every match", ["search", "-f", USER, "-o", "ids"]),
     )
     for label, args in commands:
         times = []

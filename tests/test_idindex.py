@@ -98,8 +98,12 @@ def test_a_damaged_or_cut_short_index_is_rebuilt_not_believed(store_path):
     middle = len(data) // 2
     data[middle : middle + 200] = bytes(200)
     path.write_bytes(bytes(data))
-    assert _state(store_path) == "stale"
-    assert _lookups(_indexed(store_path), ids) == expected
+    assert _state(store_path) == "damaged"
+    assert TracetagClient(_indexed(store_path)).check().facts["id_index"] == "damaged"
+    assert _lookups(_indexed(store_path), ids) == expected  # the base read instead
+    assert _state(store_path) == "missing"  # removed when the damage was found
+    assert _lookups(_indexed(store_path), ids) == expected  # and the next process builds it
+    assert _state(store_path) == "current"
     # Cut short, as by a kill in the middle of a write without the rename.
     path.write_bytes(path.read_bytes()[:-7])
     assert _state(store_path) == "stale"
@@ -330,3 +334,23 @@ def test_a_rare_tag_is_read_through_the_tag_index(store_path, monkeypatch):
     seen.clear()
     _pages(_indexed(store_path), "tags.priority = 'normal'", None)
     assert seen == []
+
+
+def test_a_damaged_order_or_tag_index_is_not_believed_by_a_search(store_path):
+    client = TracetagClient(store_path)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    client.store.compact()
+    _lookups(_indexed(store_path), ["tr-any"])
+    flt = "tags.user_id = 'user_017'"
+    expected = {size: _pages(_unindexed(store_path), flt, size) for size in (None, 3)}
+    for path in (idindex.order_path(store_path), idindex.tags_path(store_path)):
+        data = bytearray(path.read_bytes())
+        data[-300:-100] = bytes(200)  # entries zeroed: positions that point nowhere or wrong
+        path.write_bytes(bytes(data))
+        for size in (None, 3):
+            assert _pages(_indexed(store_path), flt, size) == expected[size]
+        assert _pages(_indexed(store_path), None, 7) == _pages(_unindexed(store_path), None, 7)
+        _lookups(_indexed(store_path), ["tr-any"])
+        # Built again once a search read the damaged block; a block none read stays (harmless
+        # until read) until then or the next compaction, and `store check` names it.
+        assert _state(store_path) in ("current", "damaged")

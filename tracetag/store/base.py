@@ -13,7 +13,7 @@ import orjson
 
 from ..errors import NotAStore, StoreCorrupted
 from .files import id_from_key, id_key
-from .idindex import IdIndex
+from .idindex import DamagedIndex, IdIndex
 from .paths import check_store_file, is_regular
 
 FORMAT = "tracetag"
@@ -242,8 +242,13 @@ class BaseFile:
         if isinstance(index, IdIndex):
             # Each candidate is checked against the base: the id's key precedes its document.
             needle = b"\n" + id_key(trace_id) + b": "
-            candidates = index.candidates(trace_id)
+            try:
+                candidates = index.candidates(trace_id)
+            except DamagedIndex:
+                candidates = [(-1, 0)]  # (checked below like any other: none passes)
             for offset, length in candidates:
+                if offset < len(needle):
+                    continue
                 self._fh.seek(offset - len(needle))
                 raw = self._fh.read(len(needle) + length)
                 if raw.startswith(needle):

@@ -7,8 +7,10 @@ hundreds of MiB of mapped pages at a million traces), and the first page of a se
 documents newest first (``timestamp_ms`` descending, then trace id), with their times.
 
 Both are derived data, never a source of truth. Each names the base it was built from (inode,
-size, modification time) and checksums its entries: an index of another base (a compaction
-replaced it since), one cut short or damaged, is stale and unused, and is built again. A hit
+size, modification time) and checksums its entries by blocks: an index of another base (a
+compaction replaced it since) or one cut short is stale and unused, a damaged block is found
+when first read (the command reads the base instead and the index is removed), and either is
+built again. A hit
 by id is checked against the bytes of the base (the id's key must precede the document). They
 are written to temporary files and renamed, so a kill at any moment leaves old, new or none.
 """
@@ -31,6 +33,7 @@ from .files import file_mode, id_from_key, write_synced
 
 __all__ = [
     "INDEX_MIN_BYTES",
+    "DamagedIndex",
     "IdIndex",
     "OrderIndex",
     "TagIndex",
@@ -71,24 +74,40 @@ def id_hash(trace_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(trace_id.encode(), digest_size=8).digest(), "little")
 
 
+class DamagedIndex(Exception):
+    """A block of an index does not match its checksum: use the base instead."""
+
+
+BLOCK = 4096  # entries per checksummed block
+
+
 class _Table:
-    """A file of fixed-size entries after a header naming the base they were built from."""
+    """A file of fixed-size entries after a header naming the base they were built from.
+
+    The entries are checksummed by blocks of ``BLOCK``, each checked the first time it is
+    read: a lookup touches a few blocks, not the whole file (whose check would cost a big
+    index's size in memory and time on every command). A damaged block raises
+    :class:`DamagedIndex`, and the caller reads the base instead.
+    """
 
     MAGIC = b""
     ENTRY = struct.Struct("<Q")
 
-    def __init__(self, mm: mmap.mmap, count: int):
+    def __init__(self, mm: mmap.mmap, count: int, crcs: list[int]):
         self._mm = mm
         self._count = count
-        self._start = len(self.MAGIC) + _HEAD.size
+        self._crcs = crcs
+        self._checked: set[int] = set()
+        self._start = len(self.MAGIC) + _HEAD.size + 4 * len(crcs)
+        self.path: Path | None = None
 
     def __len__(self) -> int:
         return self._count
 
     @classmethod
     def open(cls, path: Path, key: tuple[int, int, int]) -> Any:
-        """The table at ``path`` if it was built from the base ``key`` describes and is whole
-        and undamaged; None otherwise."""
+        """The table at ``path`` if it was built from the base ``key`` describes and is
+        whole; None otherwise."""
         start = len(cls.MAGIC) + _HEAD.size
         try:
             with open(path, "rb") as fh:
@@ -98,23 +117,19 @@ class _Table:
                 ino, size, mtime, count, crc = _HEAD.unpack_from(head, len(cls.MAGIC))
                 if (ino, size, mtime) != key:
                     return None
-                if os.fstat(fh.fileno()).st_size != start + count * cls.ENTRY.size:
+                blocks = -(-count // BLOCK)
+                if os.fstat(fh.fileno()).st_size != start + 4 * blocks + count * cls.ENTRY.size:
                     return None  # cut short: built by a process that did not finish
-                if count == 0:
-                    return cls(mmap.mmap(-1, 1), 0)
-                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                table = fh.read(4 * blocks)
+                if zlib.crc32(table) != crc:
+                    return None
+                crcs = list(struct.unpack(f"<{blocks}I", table))
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if count else None
         except OSError:
             return None
-        # Damaged entries could hide a trace: the checksum (~10 ms at a million) rules it out.
-        view = memoryview(mm)
-        try:
-            whole = zlib.crc32(view[start:]) == crc
-        finally:
-            view.release()
-        if not whole:
-            mm.close()
-            return None
-        return cls(mm, count)
+        table_ = cls(mm or mmap.mmap(-1, 1), count, crcs)
+        table_.path = path
+        return table_
 
     @classmethod
     def names(cls, path: Path, key: tuple[int, int, int]) -> bool:
@@ -132,11 +147,31 @@ class _Table:
     def close(self) -> None:
         self._mm.close()
 
+    def _whole(self, block: int) -> bool:
+        if block not in self._checked:
+            size = self.ENTRY.size
+            first = self._start + block * BLOCK * size
+            last = min(first + BLOCK * size, self._start + self._count * size)
+            if zlib.crc32(self._mm[first:last]) != self._crcs[block]:
+                return False
+            self._checked.add(block)
+        return True
+
     def entry(self, i: int) -> tuple[int, int, int]:
+        block = i // BLOCK
+        if not self._whole(block):
+            if self.path is not None:  # derived data: the next use builds it again
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            raise DamagedIndex(f"block {block} of {self.path} does not match its checksum")
         value: tuple[int, int, int] = self.ENTRY.unpack_from(
             self._mm, self._start + i * self.ENTRY.size
         )
         return value
+
+    def verify(self) -> bool:
+        """Every block against its checksum (``store check``)."""
+        return all(self._whole(block) for block in range(len(self._crcs)))
 
     @classmethod
     def write(cls, path: Path, base: Any, entries: list[tuple[int, int, int]]) -> bool:
@@ -145,12 +180,17 @@ class _Table:
 
     @classmethod
     def write_body(cls, path: Path, base: Any, body: bytes, count: int) -> bool:
-        head = cls.MAGIC + _HEAD.pack(*base_key(base.stat), count, zlib.crc32(body))
+        step = BLOCK * cls.ENTRY.size
+        view = memoryview(body)
+        crcs = [zlib.crc32(view[i : i + step]) for i in range(0, len(body), step)]
+        view.release()
+        table = struct.pack(f"<{len(crcs)}I", *crcs)
+        head = cls.MAGIC + _HEAD.pack(*base_key(base.stat), count, zlib.crc32(table))
         # Named as the store's other temporary files, so a compaction removes one a kill left.
         kind = path.name.rsplit("-", 1)[-1]
         tmp = path.with_name(f".{base.path.name}.tmp-{kind}-{os.getpid()}")
         try:
-            write_synced(tmp, [head, body], file_mode(base.path))
+            write_synced(tmp, [head, table, body], file_mode(base.path))
             os.replace(tmp, path)
         except OSError:
             with contextlib.suppress(OSError):
@@ -210,8 +250,15 @@ class TagIndex(_Table):
     MAGIC = b"tracetag-tags 1\n"
     ENTRY = struct.Struct("<QI")
 
-    def positions(self, key: str, value: str) -> list[int]:
+    def run(self, key: str, value: str) -> tuple[int, int]:
+        """The entries [first, end) of the tag's hash (two binary searches, nothing read)."""
         h = tag_hash(key, value)
+        return self._bound(h), self._bound(h + 1)
+
+    def positions(self, run: tuple[int, int]) -> list[int]:
+        return [self.entry(i)[1] for i in range(*run)]
+
+    def _bound(self, h: int) -> int:
         lo, hi = 0, self._count
         while lo < hi:
             mid = (lo + hi) // 2
@@ -219,14 +266,7 @@ class TagIndex(_Table):
                 lo = mid + 1
             else:
                 hi = mid
-        found = []
-        while lo < self._count:
-            eh, position = self.entry(lo)[:2]
-            if eh != h:
-                break
-            found.append(position)
-            lo += 1
-        return found
+        return lo
 
 
 def tag_hash(key: str, value: str) -> int:
@@ -348,5 +388,8 @@ def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES) -> str:
         index = table.open(at, base_key(base.stat))
         if index is None:
             return "stale"
+        whole = index.verify()
         index.close()
+        if not whole:
+            return "damaged"
     return "current"

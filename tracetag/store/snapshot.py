@@ -11,7 +11,7 @@ from ..errors import StoreCorrupted, TraceNotFound
 from ..filters.evaluate import tag_equalities
 from .base import BaseFile, loads_doc
 from .files import decode_record
-from .idindex import order_for, tags_for
+from .idindex import DamagedIndex, order_for, tags_for
 from .journal import Overlay
 from .ordered import is_newest_first, walk
 
@@ -187,6 +187,8 @@ class Snapshot:
                 positions,
                 self.get,
             )
+        except DamagedIndex:
+            return None  # (removed, and built again by the next search)
         finally:
             index.close()
 
@@ -198,10 +200,12 @@ class Snapshot:
         if tags is None:
             return None
         try:
-            rarest = min((tags.positions(k, v) for k, v in pairs), key=len)
+            rarest = min((tags.run(k, v) for k, v in pairs), key=lambda r: r[1] - r[0])
+            if rarest[1] - rarest[0] > documents // 4:
+                return None
+            return tags.positions(rarest)
         finally:
             tags.close()
-        return rarest if len(rarest) <= documents // 4 else None
 
     def ids(self) -> set[str]:
         """Every trace id, without parsing documents."""
