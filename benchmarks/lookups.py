@@ -82,6 +82,7 @@ def main() -> None:
     trace_id = TracetagClient(Store(path)).search_traces(max_results=1)[0].info.trace_id
     index.unlink(missing_ok=True)
     idindex.order_path(path).unlink(missing_ok=True)
+    idindex.tags_path(path).unlink(missing_ok=True)
     show = [sys.executable, "-m", "tracetag", "--store", str(path), "show", trace_id]
     began = time.perf_counter()
     first = whole_process(show)  # no index: searches, and starts a process that builds it

@@ -354,3 +354,24 @@ def test_a_damaged_order_or_tag_index_is_not_believed_by_a_search(store_path):
         # Built again once a search read the damaged block; a block none read stays (harmless
         # until read) until then or the next compaction, and `store check` names it.
         assert _state(store_path) in ("current", "damaged")
+
+
+def test_the_compaction_beside_the_writers_installs_the_new_indexes_with_the_base(store_path):
+    """No lookup or search meets the new base without its indexes: they are built from the
+    rebuilt base before it is installed and renamed in right after it."""
+    from tracetag.store.compactor import compact_beside_writers
+
+    client = TracetagClient(store_path)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    ids = [t.info.trace_id for t in client.search_traces(max_results=None)]
+    client.set_trace_tag(ids[0], "user_id", "user_017")  # in the journal, folded by the rebuild
+    store = _indexed(store_path)
+    _lookups(store, ["tr-any"])
+    states = []
+    assert compact_beside_writers(store, after_install=lambda: states.append(_state(store_path)))
+    assert states == ["current"]
+    leftovers = [p.name for p in store_path.parent.iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
+    flt = "tags.user_id = 'user_017'"
+    assert _pages(_indexed(store_path), flt, None) == _pages(_unindexed(store_path), flt, None)
+    assert ids[0] in _pages(_indexed(store_path), flt, None)[0]

@@ -110,6 +110,15 @@ def compact_beside_writers(
 
         tmp = store.path.with_name(f".{store.path.name}.compact-{os.getpid()}")
         size, crc = write_synced(tmp, layout(meta, experiments, traces()), file_mode(store.path))
+    # The new base's indexes, built before it is installed (a rename keeps the inode, size and
+    # time they name), so that no search or lookup meets a big base without them.
+    indexes = None
+    if size >= store.id_index_min_bytes:
+        new_base = BaseFile(tmp)
+        try:
+            indexes = idindex.prepare(new_base, store.path)
+        finally:
+            new_base.close()
     try:
         if after_build is not None:
             after_build()
@@ -121,6 +130,8 @@ def compact_beside_writers(
                 return None
             end = store._overlay.offset if store._overlay is not None else overlay.offset
             os.replace(tmp, store.path)
+            idindex.install(indexes)
+            indexes = None
             fsync_dir(store.path)
             if after_install is not None:
                 after_install()
@@ -130,7 +141,9 @@ def compact_beside_writers(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    build_id_index(store)  # here, rather than by the first lookup that needs it
+        if indexes is not None:  # not installed: the store changed under the rebuild
+            idindex.discard(indexes)
+    build_id_index(store)  # (when they could not be prepared)
     return result
 
 

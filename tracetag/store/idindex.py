@@ -24,6 +24,7 @@ import os
 import struct
 import zlib
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,9 @@ __all__ = [
 
 # Below this a search of the base's bytes takes a few milliseconds: no index is kept.
 INDEX_MIN_BYTES = 16 << 20
-# Up to this the lookup that finds the index missing builds it (~0.6 s); beyond, a process of
-# its own does, as compaction (about 15 s at a million traces).
-INLINE_BUILD_BYTES = 64 << 20
+# Up to this the lookup that finds the indexes missing builds them (~0.8 s); beyond, a process
+# of its own does, as compaction (2.5 s at 100,000 traces, 26 s at a million).
+INLINE_BUILD_BYTES = 24 << 20
 
 _HEAD = struct.Struct("<QQQQI")  # base inode, size, mtime_ns; number of entries, their CRC-32
 
@@ -174,12 +175,14 @@ class _Table:
         return all(self._whole(block) for block in range(len(self._crcs)))
 
     @classmethod
-    def write(cls, path: Path, base: Any, entries: list[tuple[int, int, int]]) -> bool:
+    def write(cls, path: Path, base: Any, entries: list[tuple[int, int, int]]) -> Path | None:
         pack = cls.ENTRY.pack
         return cls.write_body(path, base, b"".join([pack(*e) for e in entries]), len(entries))
 
     @classmethod
-    def write_body(cls, path: Path, base: Any, body: bytes, count: int) -> bool:
+    def write_body(cls, path: Path, base: Any, body: bytes, count: int) -> Path | None:
+        """Write the table to a temporary file beside ``path``; its name, or None if it could
+        not be written. The caller renames it to ``path``."""
         step = BLOCK * cls.ENTRY.size
         view = memoryview(body)
         crcs = [zlib.crc32(view[i : i + step]) for i in range(0, len(body), step)]
@@ -187,16 +190,15 @@ class _Table:
         table = struct.pack(f"<{len(crcs)}I", *crcs)
         head = cls.MAGIC + _HEAD.pack(*base_key(base.stat), count, zlib.crc32(table))
         # Named as the store's other temporary files, so a compaction removes one a kill left.
-        kind = path.name.rsplit("-", 1)[-1]
-        tmp = path.with_name(f".{base.path.name}.tmp-{kind}-{os.getpid()}")
+        name, kind = path.name.rsplit("-", 1)
+        tmp = path.with_name(f".{name}.tmp-{kind}-{os.getpid()}")
         try:
-            write_synced(tmp, [head, table, body], file_mode(base.path))
-            os.replace(tmp, path)
+            write_synced(tmp, [head, table, body], file_mode(path.with_name(name)))
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            return False
-        return True
+            return None
+        return tmp
 
 
 class IdIndex(_Table):
@@ -299,10 +301,11 @@ def _tag_postings(mm: Any, newest_first: list[tuple[int, str, int, int]]) -> tup
     return b"".join(parts), count
 
 
-def build(base: Any, path: Path) -> IdIndex | None:
-    """Write the indexes of ``base`` (an open BaseFile); the id index at ``path``. None if
-    they cannot be written (a read-only folder, a full disk: lookups then search, as without
-    an index)."""
+def prepare(base: Any, target: Path) -> list[tuple[Path, Path]] | None:
+    """Write the indexes of ``base`` (an open BaseFile, to be found at ``target``) to
+    temporary files: the (temporary, final) names to rename them by, the id index last (its
+    being current is what says the others are); None if they cannot be written (a read-only
+    folder, a full disk: lookups then search, as without an index)."""
     if base.stat is None:
         return None
     located = base.build_index()
@@ -320,12 +323,40 @@ def build(base: Any, path: Path) -> IdIndex | None:
         newest_first.sort()
         tags_body, tags_count = _tag_postings(mm, newest_first)
     order = [(-neg, offset, length) for neg, _tid, offset, length in newest_first]
-    # The id index last: its being current is what says the others were written.
-    if not TagIndex.write_body(tags_path(base.path), base, tags_body, tags_count):
+    written = [
+        (TagIndex.write_body(tags_path(target), base, tags_body, tags_count), tags_path(target)),
+        (OrderIndex.write(order_path(target), base, order), order_path(target)),
+        (IdIndex.write(index_path(target), base, ids), index_path(target)),
+    ]
+    if any(tmp is None for tmp, _final in written):
+        discard(written)
         return None
-    if not OrderIndex.write(order_path(base.path), base, order):
-        return None
-    if not IdIndex.write(path, base, ids):
+    return [(tmp, final) for tmp, final in written if tmp is not None]
+
+
+def install(renames: list[tuple[Path, Path]] | None) -> bool:
+    """Rename prepared indexes into place; False (and nothing left behind) if it failed."""
+    if renames is None:
+        return False
+    try:
+        for tmp, final in renames:
+            os.replace(tmp, final)
+    except OSError:
+        discard(renames)
+        return False
+    return True
+
+
+def discard(renames: Sequence[tuple[Path | None, Path]]) -> None:
+    for tmp, _final in renames:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def build(base: Any, path: Path) -> IdIndex | None:
+    """Write and install the indexes of ``base``; the id index (at ``path``), or None."""
+    if not install(prepare(base, base.path)):
         return None
     found: IdIndex | None = IdIndex.open(path, base_key(base.stat))
     return found
