@@ -320,3 +320,22 @@ def test_a_click_on_a_column_header_sorts_by_it_and_again_reverses(
     assert first == ["execution_time_ms DESC"] and second == ["execution_time_ms ASC"]
     assert down == _cli_ids("-f", FILTER, "--order-by", "execution_time_ms DESC", "-n", "5")
     assert up == _cli_ids("-f", FILTER, "--order-by", "execution_time_ms ASC", "-n", "5")
+
+
+def test_enter_then_a_mark_survives_the_pause_search(local_conformance_store, tmp_path):
+    """A filter typed and submitted with Enter is searched once: the search the pause after
+    typing would start does not clear the rows (and the marks) made meanwhile."""
+    app = _app(local_conformance_store, tmp_path)
+
+    async def run():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _settle(app, pilot)
+            await pilot.press("slash", *"status = 'OK'", "enter")
+            await _settle(app, pilot)
+            await pilot.press("space")  # mark the first row
+            assert len(app.marked) == 1
+            app._search_if_current("status = 'OK'")  # what the pause's timer then does
+            await _settle(app, pilot)
+            assert len(app.marked) == 1
+
+    asyncio.run(run())

@@ -189,6 +189,10 @@ class TracetagApp(App[None]):
             self.set_timer(0.3, lambda value=event.value: self._search_if_current(value))
 
     def _search_if_current(self, value: str) -> None:
+        # Not when Enter searched it meanwhile: a second search would clear the rows (and the
+        # marks) the person has started working on.
+        if (value or None) == self.pager.filter_string:
+            return
         if self.query_one("#search", Input).value == value:
             self.pager.filter_string = value or None
             self.search()
