@@ -218,6 +218,7 @@ class TracetagClient:
             None if ids is not None else _parse(filter_string),
             None if experiment_ids is None else [str(e) for e in experiment_ids],
             progress,
+            fields=("tags",),
         )
         # Planned while streaming: a batch over 100,000 traces holds their changes, not their
         # documents.

@@ -47,6 +47,7 @@ class ReadView(Protocol):
         order: list[Any] | None = None,
         limit: int | None = None,
         after: tuple[Any, ...] | None = None,
+        fields: tuple[str, ...] | None = None,
     ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
         """Documents for which ``predicate`` is True, with their JSON bytes when the backend
         has them as they are (else None). ``required``: byte strings every match contains, a
@@ -55,7 +56,9 @@ class ReadView(Protocol):
         Hints a database may push down (all optional to honour): ``node``, the filter AST the
         predicate was compiled from, with its ``now``; ``order`` (``tracetag.query.OrderKey``s),
         ``limit`` and ``after`` (a sort key): a backend that honours them returns the first
-        ``limit`` matches after ``after`` in that order. The predicate stays the judge."""
+        ``limit`` matches after ``after`` in that order. The predicate stays the judge.
+        ``fields``: the only fields (besides ``trace_id``) the caller reads, so a backend may
+        leave the others out of the documents it has already decided match."""
         ...
 
     def iter_docs(self) -> Iterator[dict[str, Any]]: ...

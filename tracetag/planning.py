@@ -32,6 +32,9 @@ class Selection:
     node: A.Node | None = None
     experiment_ids: list[str] | None = None
     progress: Callable[[int, int], None] | None = None
+    # The fields the plan reads besides trace_id ("tags" for a tag change): a database then
+    # sends only those for the traces its SQL selects exactly.
+    fields: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         from .filters.evaluate import now_ms
@@ -57,6 +60,7 @@ class Selection:
                 progress=self.progress,
                 node=self.node,
                 now=self._now,
+                fields=self.fields,
             )
         )
         return selected, []

@@ -92,6 +92,7 @@ class PgView:
         order: list[Any] | None = None,
         limit: int | None = None,
         after: tuple[Any, ...] | None = None,
+        fields: tuple[str, ...] | None = None,
     ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
         """The matches of ``predicate``. With ``node`` (the filter it was compiled from) the
         database selects them (or a superset, which the predicate cuts down); with ``order``
@@ -107,6 +108,11 @@ class PgView:
                 ", sp.spans FROM tracetag_traces LEFT JOIN tracetag_spans sp USING (trace_id)",
                 1,
             )
+        # A tag plan over rows the SQL selects exactly reads their ids and tags only (a
+        # hundred thousand rows of every column cost it a second).
+        light = fields == ("tags",) and not with_spans and (where is None or where.exact)
+        if light:
+            sql = sql.replace(f"SELECT {COLUMNS} ", "SELECT trace_id, tags::text ", 1)
         found = 0
         total = 0
         if progress is not None:
@@ -115,7 +121,7 @@ class PgView:
         for n, row in enumerate(self._rows(sql, params), 1):
             if progress is not None and n % 1000 == 0:
                 progress(n, total)
-            doc = doc_of(row)
+            doc = {"trace_id": row[0], "tags": orjson.loads(row[1])} if light else doc_of(row)
             if with_spans:
                 self._row_spans = (doc["trace_id"], row[-1])
             # Where the SQL is exact it has decided already; elsewhere the predicate judges.
