@@ -292,9 +292,9 @@ def test_explain_says_whether_a_page_is_walked_or_scanned(store_path, cli, monke
         return [ln for ln in out.splitlines() if ln.startswith(("plan:", "      ("))]
 
     assert plan("-n", "10") == ["plan: a scan of the base (small enough to need no index)"]
-    assert plan("--all") == ["plan: a scan of the base (every match is wanted)"]
+    assert plan("--all") == ["plan: a scan of the base (small enough to need no index)"]
     monkeypatch.setattr(idindex, "INDEX_MIN_BYTES", 0)  # what a base over 16 MB gets
-    assert plan("-n", "10") == ["plan: a scan of the base (the order index is being built)"]
+    assert plan("-n", "10") == ["plan: a scan of the base (the indexes are being built)"]
     _lookups(_indexed(store_path), ["tr-any"])  # the first lookup builds both indexes
     assert plan("-n", "10", "-f", "status = 'OK'") == [
         "plan: newest first through the order index, stopping at the page's end",
@@ -302,6 +302,14 @@ def test_explain_says_whether_a_page_is_walked_or_scanned(store_path, cli, monke
     ]
     assert plan("-n", "10", "--order-by", "name") == [
         "plan: a scan of the base (the order index serves the default order, newest first)"
+    ]
+    assert plan("--all", "-f", "tags.user_id = 'user_017' AND status = 'OK'") == [
+        "plan: through the tag index: the 9 of 320 traces with tags.user_id = 'user_017', "
+        "and those the journal changed; the filter judges each"
+    ]
+    assert plan("--all") == ["plan: a scan of the base (every match is wanted)"]
+    assert plan("--all", "-f", "tags.priority = 'normal'") == [
+        "plan: a scan of the base (every match is wanted)"  # 244 of 320: too common
     ]
 
 

@@ -553,7 +553,7 @@ class TracetagClient:
         if isinstance(self.store, Store):
             from .store.ordered import explain as plan
 
-            return plan(self.store, order, paged)
+            return plan(self.store, node, order, paged)
         explain = getattr(self.store, "explain", None)
         return [] if explain is None else list(explain(node))
 

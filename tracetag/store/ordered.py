@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
+from ..filters.evaluate import tag_equalities
 from .base import BaseFile
-from .idindex import OrderIndex, order_for, trace_id_at
+from .idindex import OrderIndex, order_for, tags_for, trace_id_at
 
-__all__ = ["BUDGET", "explain", "is_newest_first", "walk"]
+__all__ = ["BUDGET", "explain", "is_newest_first", "rarest_tag", "walk"]
 
 BUDGET = 20_000  # documents parsed before the walk gives up for the scan
 _LOOKED = 200_000  # documents looked at (a byte test each) before the same
@@ -137,24 +138,50 @@ def _journal_entries(docs: list[dict]) -> Iterator[tuple[tuple[int, str], bytes,
         yield pos, b"", doc
 
 
-def explain(store: Any, order: Any, paged: bool) -> list[str]:
+def explain(store: Any, node: Any, order: Any, paged: bool) -> list[str]:
     """The file store's plan for a search, in words (``search --explain``)."""
     scan = "plan: a scan of the base"
-    if not paged:
-        return [f"{scan} (every match is wanted)"]
-    if not is_newest_first(order):
-        return [f"{scan} (the order index serves the default order, newest first)"]
     base = BaseFile(store.path)
     try:
         if base.stat is None or base.stat.st_size < store.id_index_min_bytes:
             return [f"{scan} (small enough to need no index)"]
         index = order_for(base)
         if index is None:
-            return [f"{scan} (the order index is being built)"]
+            return [f"{scan} (the indexes are being built)"]
+        documents = len(index)
         index.close()
+        tagged = rarest_tag(base, node, documents)
     finally:
         base.close()
+    if tagged is not None:
+        (key, value), (first, end) = tagged
+        count = end - first
+        return [
+            f"plan: through the tag index: the {count:,} of {documents:,} traces with "
+            f"tags.{key} = {value!r}, and those the journal changed; the filter judges each"
+        ]
+    if not paged:
+        return [f"{scan} (every match is wanted)"]
+    if not is_newest_first(order):
+        return [f"{scan} (the order index serves the default order, newest first)"]
     return [
         "plan: newest first through the order index, stopping at the page's end",
         f"      (the scan instead if {BUDGET:,} documents do not fill the page)",
     ]
+
+
+def rarest_tag(
+    base: Any, node: Any, documents: int
+) -> tuple[tuple[str, str], tuple[int, int]] | None:
+    """The filter's rarest required tag and its run in the tag index, when it is on at most a
+    quarter of the traces (more, and reading them one by one costs more than a scan)."""
+    pairs = tag_equalities(node)
+    tags = tags_for(base) if pairs else None
+    if tags is None:
+        return None
+    try:
+        runs = [(pair, tags.run(*pair)) for pair in pairs]
+    finally:
+        tags.close()
+    pair, run = min(runs, key=lambda r: r[1][1] - r[1][0])
+    return (pair, run) if run[1] - run[0] <= documents // 4 else None

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreCorrupted, TraceNotFound
-from ..filters.evaluate import tag_equalities
 from .base import BaseFile, loads_doc
 from .files import decode_record
 from .idindex import DamagedIndex, order_for, tags_for
 from .journal import Overlay
-from .ordered import is_newest_first, walk
+from .ordered import is_newest_first, rarest_tag, walk
 
 if TYPE_CHECKING:
     from .local import Store
@@ -195,15 +194,12 @@ class Snapshot:
     def _tagged(self, node: Any, documents: int) -> list[int] | None:
         """Positions of the base documents with the filter's rarest required tag; None when
         the filter requires none, or every tag it requires is too common to beat a scan."""
-        pairs = tag_equalities(node)
-        tags = tags_for(self.base) if pairs else None
-        if tags is None:
+        found = rarest_tag(self.base, node, documents)
+        tags = tags_for(self.base) if found is not None else None
+        if found is None or tags is None:
             return None
         try:
-            rarest = min((tags.run(k, v) for k, v in pairs), key=lambda r: r[1] - r[0])
-            if rarest[1] - rarest[0] > documents // 4:
-                return None
-            return tags.positions(rarest)
+            return tags.positions(found[1])
         finally:
             tags.close()
 
