@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,8 +44,9 @@ def read_spans_at(path: Path, doc: dict, fh: Any, raw: bytes | None = None) -> l
 def read_span_record(path: Path, loc: list[int], fh: Any) -> bytes:
     if fh is None:
         fh = open(path, "rb")  # noqa: SIM115 - only reached when the file is missing
-    fh.seek(loc[0])
-    data: bytes = fh.read(loc[1])
+    # One system call per record (a seek and a buffered read cost two, and read ahead 8 KiB
+    # that the next record, elsewhere in the file, does not use).
+    data: bytes = os.pread(fh.fileno(), loc[1], loc[0])
     return data
 
 
