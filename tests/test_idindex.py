@@ -42,6 +42,32 @@ def _lookups(store: Store, ids) -> dict:
     return out
 
 
+def _conformance(store_path, indexed: bool = False) -> TracetagClient:
+    """The conformance traces in a compacted store (its indexes built when ``indexed``)."""
+    client = TracetagClient(store_path)
+    client.import_traces(TRACES_JSONL.read_bytes())
+    client.store.compact()
+    if indexed:
+        _lookups(_indexed(store_path), ["tr-any"])  # the first lookup builds them
+    return client
+
+
+def _recorded_walks(monkeypatch) -> list:
+    """Each walk a search makes, as (its positions, how many it found or None)."""
+    from tracetag.store import ordered
+
+    seen: list = []
+    real_walk = ordered.walk
+
+    def recorded(*args, **kwargs):
+        found = real_walk(*args, **kwargs)
+        seen.append((args[8], None if found is None else len(found)))
+        return found
+
+    monkeypatch.setattr("tracetag.store.snapshot.walk", recorded)
+    return seen
+
+
 def _state(path) -> str:
     base = BaseFile(path)
     try:
@@ -51,9 +77,7 @@ def _state(path) -> str:
 
 
 def test_lookups_through_the_index_equal_a_search_of_the_base(store_path):
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
+    client = _conformance(store_path)
     ids = [t.info.trace_id for t in client.search_traces(max_results=None)]
     asked = [*ids, "tr-00000000000000000000000000000000", "tr-missing"]
     assert _state(store_path) == "missing"
@@ -66,9 +90,7 @@ def test_lookups_through_the_index_equal_a_search_of_the_base(store_path):
 
 
 def test_journal_changes_and_a_compaction_are_seen_and_the_old_index_is_not_used(store_path):
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
+    client = _conformance(store_path)
     ids = [t.info.trace_id for t in client.search_traces(max_results=None)]
     store = _indexed(store_path)
     _lookups(store, ids[:1])
@@ -86,9 +108,7 @@ def test_journal_changes_and_a_compaction_are_seen_and_the_old_index_is_not_used
 
 
 def test_a_damaged_or_cut_short_index_is_rebuilt_not_believed(store_path):
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
+    client = _conformance(store_path)
     ids = [t.info.trace_id for t in client.search_traces(max_results=None)]
     _lookups(_indexed(store_path), ids[:1])
     path = idindex.index_path(store_path)
@@ -130,9 +150,7 @@ BUILD_LOOP = textwrap.dedent(
 
 
 def test_kill_9_while_the_index_is_written_leaves_it_right_or_unused(store_path):
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
+    client = _conformance(store_path)
     ids = [t.info.trace_id for t in client.search_traces(max_results=None)]
     expected = _lookups(_unindexed(store_path), ids)
     rng = random.Random(7)
@@ -167,9 +185,7 @@ def test_store_check_reports_the_index(store_path, cli):
 def test_a_big_base_has_its_index_built_by_a_process_of_its_own(store_path, monkeypatch):
     """Building the index of a big base takes seconds: the lookup that finds it missing
     searches the bytes and leaves the build to a separate process."""
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
+    client = _conformance(store_path)
     ids = [t.info.trace_id for t in client.search_traces(max_results=None)]
     expected = _lookups(_unindexed(store_path), ids[:5])
     monkeypatch.setattr(idindex, "INLINE_BUILD_BYTES", 0)  # every base counts as big
@@ -221,9 +237,7 @@ def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(s
     """The walk newest first (a first page without a scan) gives the scan's pages exactly:
     after tag changes, deletes, new traces only the journal has, and a trace replaced with
     another time, and with page tokens through to the end."""
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
+    client = _conformance(store_path)
     traces = client.search_traces(max_results=None)
     ids = [t.info.trace_id for t in traces]
     _lookups(_indexed(store_path), ids[:1])  # both indexes built
@@ -260,31 +274,18 @@ def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(s
 def test_a_search_for_few_traces_gives_up_the_walk_and_scans(store_path, monkeypatch):
     from tracetag.store import ordered
 
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
-    _lookups(_indexed(store_path), ["tr-any"])  # both indexes built
-    calls = []
-    real_walk = ordered.walk
-
-    def counted(*args, **kwargs):
-        found = real_walk(*args, **kwargs)
-        calls.append(found is not None)
-        return found
-
-    monkeypatch.setattr("tracetag.store.snapshot.walk", counted)
+    _conformance(store_path, indexed=True)
+    seen = _recorded_walks(monkeypatch)
     monkeypatch.setattr(ordered, "BUDGET", 10)
     flt = "tags.environment = 'staging'"
     assert _pages(_indexed(store_path), flt, 100) == _pages(_unindexed(store_path), flt, 100)
-    assert calls == [False]  # the walk gave up; the scan answered
+    assert [found for _positions, found in seen] == [None]  # the walk gave up; the scan answered
 
 
 def test_explain_says_whether_a_page_is_walked_or_scanned(store_path, cli, monkeypatch):
     from tracetag import runtime
 
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
+    _conformance(store_path)
 
     def plan(*args):
         runtime.reset()  # a fresh process each time
@@ -316,21 +317,8 @@ def test_explain_says_whether_a_page_is_walked_or_scanned(store_path, cli, monke
 def test_a_rare_tag_is_read_through_the_tag_index(store_path, monkeypatch):
     """``tags.user_id = 'user_017'`` reads the 9 documents the tag index points to, for every
     match (no page limit) and in any order, instead of scanning 320."""
-    from tracetag.store import ordered
-
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
-    _lookups(_indexed(store_path), ["tr-any"])  # the indexes built
-    seen = []
-    real_walk = ordered.walk
-
-    def recorded(*args, **kwargs):
-        found = real_walk(*args, **kwargs)
-        seen.append((args[8], None if found is None else len(found)))
-        return found
-
-    monkeypatch.setattr("tracetag.store.snapshot.walk", recorded)
+    _conformance(store_path, indexed=True)
+    seen = _recorded_walks(monkeypatch)
     flt = "tags.user_id = 'user_017'"
     for size, order in ((None, None), (3, None), (None, ["execution_time_ms DESC"])):
         assert _pages(_indexed(store_path), flt, size, order) == _pages(
@@ -345,10 +333,7 @@ def test_a_rare_tag_is_read_through_the_tag_index(store_path, monkeypatch):
 
 
 def test_a_damaged_order_or_tag_index_is_not_believed_by_a_search(store_path):
-    client = TracetagClient(store_path)
-    client.import_traces(TRACES_JSONL.read_bytes())
-    client.store.compact()
-    _lookups(_indexed(store_path), ["tr-any"])
+    _conformance(store_path, indexed=True)
     flt = "tags.user_id = 'user_017'"
     expected = {size: _pages(_unindexed(store_path), flt, size) for size in (None, 3)}
     for path in (idindex.order_path(store_path), idindex.tags_path(store_path)):

@@ -170,6 +170,18 @@ class _Table:
         )
         return value
 
+    def first_at_least(self, key: int) -> int:
+        """The position of the first entry whose first field is ``key`` or more (a table
+        sorted by it)."""
+        lo, hi = 0, self._count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.entry(mid)[0] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
     def verify(self) -> bool:
         """Every block against its checksum (``store check``)."""
         return all(self._whole(block) for block in range(len(self._crcs)))
@@ -209,13 +221,7 @@ class IdIndex(_Table):
 
     def candidates(self, trace_id: str) -> list[tuple[int, int]]:
         h = id_hash(trace_id)
-        lo, hi = 0, self._count
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.entry(mid)[0] < h:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = self.first_at_least(h)
         found = []
         while lo < self._count:
             eh, offset, length = self.entry(lo)
@@ -255,20 +261,10 @@ class TagIndex(_Table):
     def run(self, key: str, value: str) -> tuple[int, int]:
         """The entries [first, end) of the tag's hash (two binary searches, nothing read)."""
         h = tag_hash(key, value)
-        return self._bound(h), self._bound(h + 1)
+        return self.first_at_least(h), self.first_at_least(h + 1)
 
     def positions(self, run: tuple[int, int]) -> list[int]:
         return [self.entry(i)[1] for i in range(*run)]
-
-    def _bound(self, h: int) -> int:
-        lo, hi = 0, self._count
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.entry(mid)[0] < h:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
 
 
 def tag_hash(key: str, value: str) -> int:
