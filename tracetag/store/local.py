@@ -149,7 +149,8 @@ class Store:
             if found is None:  # a big base: a process of its own builds it; search meanwhile
                 from .compactor import start
 
-                start(self, ids_only=True)
+                with contextlib.suppress(OSError):  # (a folder we may only read)
+                    start(self, ids_only=True)
                 return None
             self._index = (key, found)
             return found
@@ -165,11 +166,8 @@ class Store:
         return self.path.with_name(name) if name else self.spans_path
 
     def read_spans(self, doc: dict) -> list[dict]:
-        """The span dicts of ``doc``, read from the current store.
-
-        ``doc`` may come from an older snapshot; if a vacuum has moved the spans since, the
-        document is looked up again.
-        """
+        """The span dicts of ``doc``, read from the current store. ``doc`` may come from an
+        older snapshot; if a vacuum has moved the spans since, the document is looked up again."""
         with self.snapshot() as snap:
             try:
                 return snap.spans(doc)
