@@ -368,3 +368,19 @@ def test_the_compaction_beside_the_writers_installs_the_new_indexes_with_the_bas
     flt = "tags.user_id = 'user_017'"
     assert _pages(_indexed(store_path), flt, None) == _pages(_unindexed(store_path), flt, None)
     assert ids[0] in _pages(_indexed(store_path), flt, None)[0]
+
+
+def test_store_info_says_what_the_indexes_take(store_path, cli):
+    import json
+
+    _conformance(store_path)
+    info = json.loads(cli("--store", str(store_path), "store", "info", "-o", "json").stdout)
+    assert info["indexes"] == "not needed" and info["index_bytes"] == 0
+    _lookups(_indexed(store_path), ["tr-any"])
+    info = TracetagClient(_indexed(store_path)).info()
+    files = [idindex.index_path(store_path), idindex.order_path(store_path)]
+    files.append(idindex.tags_path(store_path))
+    assert info["indexes"] == "current"
+    assert info["index_bytes"] == sum(p.stat().st_size for p in files) > 0
+    TracetagClient(store_path).store.compact()  # a new base: the old indexes name another
+    assert TracetagClient(_indexed(store_path)).info()["indexes"] == "stale"

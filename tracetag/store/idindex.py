@@ -399,13 +399,22 @@ def trace_id_at(mm: Any, offset: int) -> str | None:
     return id_from_key(mm[line + 2 : offset - 3])
 
 
-def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES) -> str:
+def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES, *, whole: bool = True) -> str:
     """``current``, ``stale`` (built from another base, or cut short: rebuilt on the next
-    lookup), ``missing``, or ``not needed`` (a base too small to want one)."""
+    lookup), ``damaged`` (a block that fails its checksum), ``missing``, or ``not needed`` (a
+    base too small to want one). ``whole=False`` reads the headers only (``store info``)."""
     if base.stat is None or base.stat.st_size < min_bytes:
         return "not needed"
     if not path.exists():
         return "missing"
+    if not whole:
+        key = base_key(base.stat)
+        named = (
+            IdIndex.names(path, key)
+            and OrderIndex.names(order_path(base.path), key)
+            and TagIndex.names(tags_path(base.path), key)
+        )
+        return "current" if named else "stale"
     tables = (
         (IdIndex, path),
         (OrderIndex, order_path(base.path)),
@@ -420,3 +429,12 @@ def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES) -> str:
         if not whole:
             return "damaged"
     return "current"
+
+
+def index_bytes(base_path: Path) -> int:
+    """What the indexes beside a base take on disk."""
+    total = 0
+    for path in (index_path(base_path), order_path(base_path), tags_path(base_path)):
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total

@@ -45,6 +45,9 @@ def info(store: Store) -> dict[str, Any]:
         generation = snap.base.generation
         records = snap.overlay.records
         spans = snap.spans_path
+        indexes = idindex.state(
+            snap.base, idindex.index_path(store.path), store.id_index_min_bytes, whole=False
+        )
     return {
         "store": str(store.path),
         "traces": traces,
@@ -54,6 +57,8 @@ def info(store: Store) -> dict[str, Any]:
         "journal_records": records,
         "spans_file": str(spans),
         "spans_bytes": size(spans),
+        "indexes": indexes,
+        "index_bytes": idindex.index_bytes(store.path),
     }
 
 
