@@ -308,7 +308,7 @@ def start_span_no_context(
     else:
         live = parent_span._trace
     span = LiveSpan(live, name, parent_span, span_type, attributes, start_time_ns)
-    if parent_span is None and refused is not None:
+    if refused is not None:  # (a new trace's experiment)
         _problem(
             span,
             "experiment_id",
@@ -332,17 +332,29 @@ def start_span(
     attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[LiveSpan]:
     """``with tracetag.start_span("retrieve") as span:`` a span under the current one."""
-    span = start_span_no_context(name, span_type, _current.get(), attributes=attributes)
-    token = _current.set(span)
+    span, token = _enter_span(name, span_type, attributes)
     try:
         yield span
     except BaseException as e:
-        if not isinstance(e, GeneratorExit):
-            span.record_exception(e)
+        _leave_span(span, token, e)
         raise
-    finally:
-        _current.reset(token)
-        span.end()
+    _leave_span(span, token, None)
+
+
+def _enter_span(
+    name: str, span_type: str, attributes: Mapping[str, Any] | None
+) -> tuple[LiveSpan, Token[LiveSpan | None]]:
+    """A span under the current one, made current (what ``start_span`` and every traced call
+    do first; a traced call does it without a generator, which halves what tracing adds)."""
+    span = start_span_no_context(name, span_type, _current.get(), attributes=attributes)
+    return span, _current.set(span)
+
+
+def _leave_span(span: LiveSpan, token: Token[LiveSpan | None], error: BaseException | None) -> None:
+    if error is not None and not isinstance(error, GeneratorExit):
+        span.record_exception(error)
+    _current.reset(token)
+    span.end()
 
 
 def _bound_inputs(sig: inspect.Signature | None, args: tuple, kwargs: dict) -> Any:
@@ -389,9 +401,8 @@ def _binder(sig: inspect.Signature | None) -> Callable[[tuple, dict], Any]:
 
 
 class _TracedCall:
-    """One call of a traced function: a span under the current one, the bound arguments as
-    its inputs, made current until the call ends. A class rather than two generator context
-    managers: this runs on every traced call, and it halves what tracing adds to one."""
+    """One call of a traced function: a span under the current one, with the bound arguments
+    as its inputs, made current until the call ends."""
 
     __slots__ = ("attributes", "binder", "name", "span_type")
 
@@ -408,31 +419,19 @@ class _TracedCall:
         self.binder = _binder(sig)
 
     def enter(self, args: tuple, kwargs: dict) -> tuple[LiveSpan, Token[LiveSpan | None]]:
-        span = start_span_no_context(
-            self.name, self.span_type, _current.get(), attributes=self.attributes
-        )
-        token = _current.set(span)
+        span, token = _enter_span(self.name, self.span_type, self.attributes)
         span.set_inputs(self.binder(args, kwargs))
         return span, token
 
-    @staticmethod
-    def leave(span: LiveSpan, token: Token[LiveSpan | None], error: BaseException | None) -> None:
-        if error is not None and not isinstance(error, GeneratorExit):
-            span.record_exception(error)
-        _current.reset(token)
-        span.end()
+    leave = staticmethod(_leave_span)
 
     @contextlib.contextmanager
     def around(self, args: tuple, kwargs: dict) -> Iterator[LiveSpan]:
         """The same, as a context manager, for generators and coroutines (whose bodies yield
         or await inside it)."""
-        span, token = self.enter(args, kwargs)
-        try:
+        with start_span(self.name, self.span_type, self.attributes) as span:
+            span.set_inputs(self.binder(args, kwargs))
             yield span
-        except BaseException as e:
-            self.leave(span, token, e)
-            raise
-        self.leave(span, token, None)
 
 
 def _wrap_async_generator(fn: Any, call: _TracedCall) -> Any:
