@@ -88,7 +88,7 @@ def main() -> None:
     first = whole_process(show)  # no index: searches, and starts a process that builds it
     while True:
         with Store(path).snapshot() as snap:
-            if idindex.state(snap.base, index) == "current":
+            if idindex.state(snap.base) == "current":
                 break
         time.sleep(0.2)
     built = time.perf_counter() - began

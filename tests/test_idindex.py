@@ -71,7 +71,7 @@ def _recorded_walks(monkeypatch) -> list:
 def _state(path) -> str:
     base = BaseFile(path)
     try:
-        return idindex.state(base, idindex.index_path(path), 0)
+        return idindex.state(base, 0)
     finally:
         base.close()
 
@@ -139,11 +139,10 @@ BUILD_LOOP = textwrap.dedent(
     from pathlib import Path
 
     path = Path(sys.argv[1])
-    index = idindex.index_path(path)
     print("ready", flush=True)
     while True:
         base = BaseFile(path)
-        idindex.build(base, index)
+        idindex.build(base)
         base.close()
     """
 )

@@ -85,7 +85,7 @@ def traces(
     token = page.token
 
     def ids() -> None:
-        every = page.trace_ids() if hasattr(page, "trace_ids") else [d["trace_id"] for d in page]
+        every = page.trace_ids()
         for start in range(0, len(every), 65536):  # large writes, not one per trace
             out.write("".join(f"{t}\n" for t in every[start : start + 65536]).encode())
 

@@ -240,22 +240,20 @@ class BaseFile:
         if self._fh is None:
             return None
         if isinstance(index, IdIndex):
-            # Each candidate is checked against the base: the id's key precedes its document.
-            needle = b"\n" + id_key(trace_id) + b": "
             try:
                 candidates = index.candidates(trace_id)
             except DamagedIndex:
-                candidates = [(-1, 0)]  # (checked below like any other: none passes)
-            for offset, length in candidates:
-                if offset < len(needle):
-                    continue
+                candidates = None  # (the index is removed: search the bytes)
+            if candidates == []:
+                return None  # built from this very base (and checksummed): it lacks the id
+            # Each candidate is checked against the base: the id's key precedes its document.
+            needle = b"\n" + id_key(trace_id) + b": "
+            for offset, length in candidates or ():
                 self._fh.seek(offset - len(needle))
                 raw = self._fh.read(len(needle) + length)
                 if raw.startswith(needle):
                     return loads_doc(self, trace_id, raw[len(needle) :])
-            if not candidates:
-                return None  # built from this very base (and checksummed): it lacks the id
-            index = None  # another id's hash: search the bytes
+            index = None  # damaged, or another id's hash: search the bytes
         if index is not None:
             loc = index.get(trace_id)
             if loc is None:

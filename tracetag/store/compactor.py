@@ -148,17 +148,16 @@ def compact_beside_writers(
 
 
 def build_id_index(store: Store, wanted: bool = False) -> bool:
-    """Build the id index of the store's base unless it is current or (``wanted`` False: the
-    caller did not decide for it) the base is too small to want one."""
+    """Build the indexes of the store's base unless they are current or (``wanted`` False:
+    the caller did not decide for them) the base is too small to want them."""
     base = BaseFile(store.path)
     try:
         if base.stat is None or (not wanted and base.stat.st_size < store.id_index_min_bytes):
             return False
-        path = idindex.index_path(store.path)
-        found = idindex.IdIndex.open(path, idindex.base_key(base.stat))
+        found = idindex.current(base)
         if found is not None:
             found.close()
             return False
-        return idindex.build(base, path) is not None
+        return idindex.build(base) is not None
     finally:
         base.close()

@@ -67,6 +67,16 @@ def tags_path(base_path: Path) -> Path:
     return base_path.with_name(base_path.name + "-tags")
 
 
+def _files(base_path: Path) -> tuple[tuple[type[_Table], Path], ...]:
+    """Each index beside a base and its file, the id index last: it is written last, so its
+    being current says the others are."""
+    return (
+        (TagIndex, tags_path(base_path)),
+        (OrderIndex, order_path(base_path)),
+        (IdIndex, index_path(base_path)),
+    )
+
+
 def base_key(stat: os.stat_result) -> tuple[int, int, int]:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
@@ -187,9 +197,9 @@ class _Table:
         return all(self._whole(block) for block in range(len(self._crcs)))
 
     @classmethod
-    def write(cls, path: Path, base: Any, entries: list[tuple[int, int, int]]) -> Path | None:
+    def pack(cls, entries: list[tuple[int, int, int]]) -> bytes:
         pack = cls.ENTRY.pack
-        return cls.write_body(path, base, b"".join([pack(*e) for e in entries]), len(entries))
+        return b"".join([pack(*e) for e in entries])
 
     @classmethod
     def write_body(cls, path: Path, base: Any, body: bytes, count: int) -> Path | None:
@@ -319,10 +329,13 @@ def prepare(base: Any, target: Path) -> list[tuple[Path, Path]] | None:
         newest_first.sort()
         tags_body, tags_count = _tag_postings(mm, newest_first)
     order = [(-neg, offset, length) for neg, _tid, offset, length in newest_first]
+    bodies = {
+        TagIndex: (tags_body, tags_count),
+        OrderIndex: (OrderIndex.pack(order), len(order)),
+        IdIndex: (IdIndex.pack(ids), len(ids)),
+    }
     written = [
-        (TagIndex.write_body(tags_path(target), base, tags_body, tags_count), tags_path(target)),
-        (OrderIndex.write(order_path(target), base, order), order_path(target)),
-        (IdIndex.write(index_path(target), base, ids), index_path(target)),
+        (table.write_body(final, base, *bodies[table]), final) for table, final in _files(target)
     ]
     if any(tmp is None for tmp, _final in written):
         discard(written)
@@ -350,28 +363,31 @@ def discard(renames: Sequence[tuple[Path | None, Path]]) -> None:
                 os.unlink(tmp)
 
 
-def build(base: Any, path: Path) -> IdIndex | None:
-    """Write and install the indexes of ``base``; the id index (at ``path``), or None."""
+def build(base: Any) -> IdIndex | None:
+    """Write and install the indexes of ``base``; its id index, or None."""
     if not install(prepare(base, base.path)):
         return None
-    found: IdIndex | None = IdIndex.open(path, base_key(base.stat))
+    return current(base)
+
+
+def current(base: Any) -> IdIndex | None:
+    """The id index of ``base`` (an open BaseFile) when all its indexes are current (their
+    headers name it: each block is checked when read); None otherwise."""
+    key = base_key(base.stat)
+    found: IdIndex | None = IdIndex.open(index_path(base.path), key)
+    if found is not None and not all(t.names(p, key) for t, p in _files(base.path)[:2]):
+        found.close()
+        found = None
     return found
 
 
 def for_base(base: Any) -> IdIndex | None:
-    """The current id index of ``base`` (an open BaseFile), built here when missing or stale
-    if that takes well under a second; else None: the caller has a process of its own build
-    it (seconds for a big base) and searches the bytes meanwhile."""
-    path = index_path(base.path)
-    found: IdIndex | None = IdIndex.open(path, base_key(base.stat))
-    key = base_key(base.stat)
-    if found is not None and not (
-        OrderIndex.names(order_path(base.path), key) and TagIndex.names(tags_path(base.path), key)
-    ):
-        found.close()  # (an id index from before the others existed)
-        found = None
+    """The current id index of ``base``, built here when missing or stale if that takes well
+    under a second; else None: the caller has a process of its own build it (seconds for a big
+    base) and searches the bytes meanwhile."""
+    found = current(base)
     if found is None and base.stat.st_size <= INLINE_BUILD_BYTES:
-        found = build(base, path)
+        found = build(base)
     return found
 
 
@@ -399,34 +415,24 @@ def trace_id_at(mm: Any, offset: int) -> str | None:
     return id_from_key(mm[line + 2 : offset - 3])
 
 
-def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES, *, whole: bool = True) -> str:
+def state(base: Any, min_bytes: int = INDEX_MIN_BYTES, *, whole: bool = True) -> str:
     """``current``, ``stale`` (built from another base, or cut short: rebuilt on the next
     lookup), ``damaged`` (a block that fails its checksum), ``missing``, or ``not needed`` (a
     base too small to want one). ``whole=False`` reads the headers only (``store info``)."""
     if base.stat is None or base.stat.st_size < min_bytes:
         return "not needed"
-    if not path.exists():
+    if not index_path(base.path).exists():
         return "missing"
+    key = base_key(base.stat)
     if not whole:
-        key = base_key(base.stat)
-        named = (
-            IdIndex.names(path, key)
-            and OrderIndex.names(order_path(base.path), key)
-            and TagIndex.names(tags_path(base.path), key)
-        )
-        return "current" if named else "stale"
-    tables = (
-        (IdIndex, path),
-        (OrderIndex, order_path(base.path)),
-        (TagIndex, tags_path(base.path)),
-    )
-    for table, at in tables:
-        index = table.open(at, base_key(base.stat))
+        return "current" if all(t.names(p, key) for t, p in _files(base.path)) else "stale"
+    for table, path in _files(base.path):
+        index = table.open(path, key)
         if index is None:
             return "stale"
-        whole = index.verify()
+        undamaged = index.verify()
         index.close()
-        if not whole:
+        if not undamaged:
             return "damaged"
     return "current"
 
@@ -434,7 +440,7 @@ def state(base: Any, path: Path, min_bytes: int = INDEX_MIN_BYTES, *, whole: boo
 def index_bytes(base_path: Path) -> int:
     """What the indexes beside a base take on disk."""
     total = 0
-    for path in (index_path(base_path), order_path(base_path), tags_path(base_path)):
+    for _table, path in _files(base_path):
         with contextlib.suppress(OSError):
             total += path.stat().st_size
     return total

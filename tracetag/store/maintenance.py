@@ -45,9 +45,7 @@ def info(store: Store) -> dict[str, Any]:
         generation = snap.base.generation
         records = snap.overlay.records
         spans = snap.spans_path
-        indexes = idindex.state(
-            snap.base, idindex.index_path(store.path), store.id_index_min_bytes, whole=False
-        )
+        indexes = idindex.state(snap.base, store.id_index_min_bytes, whole=False)
     return {
         "store": str(store.path),
         "traces": traces,
@@ -206,9 +204,7 @@ def check(store: Store) -> CheckReport:
     _check_spans(store, report, meta, merged)
     base = BaseFile(store.path)
     try:
-        report.facts["id_index"] = idindex.state(
-            base, idindex.index_path(store.path), store.id_index_min_bytes
-        )
+        report.facts["id_index"] = idindex.state(base, store.id_index_min_bytes)
     finally:
         base.close()
     return report

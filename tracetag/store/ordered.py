@@ -22,7 +22,7 @@ import orjson
 
 from ..filters.evaluate import tag_equalities
 from .base import BaseFile
-from .idindex import OrderIndex, order_for, tags_for, trace_id_at
+from .idindex import OrderIndex, TagIndex, order_for, tags_for, trace_id_at
 
 __all__ = ["BUDGET", "explain", "is_newest_first", "rarest_tag", "walk"]
 
@@ -150,7 +150,11 @@ def explain(store: Any, node: Any, order: Any, paged: bool) -> list[str]:
             return [f"{scan} (the indexes are being built)"]
         documents = len(index)
         index.close()
-        tagged = rarest_tag(base, node, documents)
+        pairs = tag_equalities(node)
+        tags = tags_for(base) if pairs else None
+        tagged = None if tags is None else rarest_tag(tags, pairs, documents)
+        if tags is not None:
+            tags.close()
     finally:
         base.close()
     if tagged is not None:
@@ -171,17 +175,13 @@ def explain(store: Any, node: Any, order: Any, paged: bool) -> list[str]:
 
 
 def rarest_tag(
-    base: Any, node: Any, documents: int
+    tags: TagIndex, pairs: list[tuple[str, str]], documents: int
 ) -> tuple[tuple[str, str], tuple[int, int]] | None:
-    """The filter's rarest required tag and its run in the tag index, when it is on at most a
-    quarter of the traces (more, and reading them one by one costs more than a scan)."""
-    pairs = tag_equalities(node)
-    tags = tags_for(base) if pairs else None
-    if tags is None:
+    """Of the tags a filter requires (``filters.tag_equalities``), the rarest and its run in
+    the tag index, when it is on at most a quarter of the traces (more, and reading them one
+    by one costs more than a scan)."""
+    runs = [(pair, tags.run(*pair)) for pair in pairs]
+    if not runs:
         return None
-    try:
-        runs = [(pair, tags.run(*pair)) for pair in pairs]
-    finally:
-        tags.close()
     pair, run = min(runs, key=lambda r: r[1][1] - r[1][0])
     return (pair, run) if run[1] - run[0] <= documents // 4 else None

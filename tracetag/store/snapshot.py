@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreCorrupted, TraceNotFound
+from ..filters.evaluate import tag_equalities
 from .base import BaseFile, loads_doc
 from .files import decode_record
 from .idindex import DamagedIndex, order_for, tags_for
@@ -196,12 +197,13 @@ class Snapshot:
     def _tagged(self, node: Any, documents: int) -> list[int] | None:
         """Positions of the base documents with the filter's rarest required tag; None when
         the filter requires none, or every tag it requires is too common to beat a scan."""
-        found = rarest_tag(self.base, node, documents)
-        tags = tags_for(self.base) if found is not None else None
-        if found is None or tags is None:
+        pairs = tag_equalities(node)
+        tags = tags_for(self.base) if pairs else None
+        if tags is None:
             return None
         try:
-            return tags.positions(found[1])
+            found = rarest_tag(tags, pairs, documents)
+            return None if found is None else tags.positions(found[1])
         finally:
             tags.close()
 
