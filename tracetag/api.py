@@ -548,14 +548,8 @@ class TracetagClient:
     def explain(self, node: A.Node | None, order: Any = None, paged: bool = True) -> list[str]:
         """How the backend evaluates ``node``: what it does itself, what tracetag checks (for
         the file store: whether a page in ``order`` is read through its order index)."""
-        from .store import Store
-
-        if isinstance(self.store, Store):
-            from .store.ordered import explain as plan
-
-            return plan(self.store, node, order, paged)
         explain = getattr(self.store, "explain", None)
-        return [] if explain is None else list(explain(node))
+        return [] if explain is None else list(explain(node, order=order, paged=paged))
 
     def migrate(self) -> list[str]:
         """Apply the schema migrations a database lacks (a local store needs none)."""

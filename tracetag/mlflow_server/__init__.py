@@ -220,7 +220,8 @@ class MlflowStore:
         answer = self.server.call("POST", "/api/2.0/mlflow/experiments/create", {"name": name})
         return str(answer["experiment_id"])
 
-    def explain(self, node: Any) -> list[str]:
+    def explain(self, node: Any, order: Any = None, paged: bool = True) -> list[str]:
+        """What the server evaluates of ``node`` (the order and paging it plans itself)."""
         from ..filters.evaluate import now_ms
         from .pushdown import split
 

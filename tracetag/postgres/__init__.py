@@ -328,7 +328,8 @@ class PgStore:
             )
             return new_id
 
-    def explain(self, node: Any) -> list[str]:
+    def explain(self, node: Any, order: Any = None, paged: bool = True) -> list[str]:
+        """What the server evaluates of ``node`` (the order and paging it plans itself)."""
         from .sql import compile_sql
 
         if node is None:

@@ -36,7 +36,7 @@ import orjson
 
 from ..errors import InvalidInput, StoreCorrupted, StoreError, StoreLocked
 from ..schema import check_trace, encode_spans, next_experiment_id
-from . import idindex
+from . import idindex, maintenance, ordered
 from .base import BaseFile, layout, loads_doc
 from .files import atomic_write, decode_record, encode_record, fsync_dir, record_line, write_all
 from .journal import JOURNAL_VERSION, Overlay, folded_mark, folded_tail, read_journal, touched_ids
@@ -475,19 +475,17 @@ class Store:
     # -- upkeep --------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        from .maintenance import info
-
-        return info(self)
+        return maintenance.info(self)
 
     def check(self) -> Any:
-        from .maintenance import check
-
-        return check(self)
+        return maintenance.check(self)
 
     def repair(self) -> dict[str, Any]:
-        from .maintenance import repair
+        return maintenance.repair(self)
 
-        return repair(self)
+    def explain(self, node: Any, order: Any = None, paged: bool = True) -> list[str]:
+        """How a search with ``node`` in ``order`` reads this store (``search --explain``)."""
+        return ordered.explain(self, node, order, paged)
 
     # -- compaction ----------------------------------------------------------------------------
 
