@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -341,21 +341,24 @@ def _last_spans(spans_of: SpansOf) -> SpansOf:
     return spans
 
 
-def tag_equalities(node: A.Node | None) -> list[tuple[str, str]]:
-    """The (key, value) of each ``tags.KEY = 'VALUE'`` that every match must satisfy (the
-    conditions of a top-level AND, or the filter itself): what a tag index can look up."""
-    if node is None:
-        return []
+def _string_equalities(node: A.Node | None) -> Iterator[A.Compare]:
+    """The ``FIELD = 'string'`` conditions every match must satisfy: the filter itself, or
+    the conditions of its top-level AND (nested ANDs included); OR and NOT give none."""
     if isinstance(node, A.And):
-        return [pair for item in node.items for pair in tag_equalities(item)]
-    if (
-        isinstance(node, A.Compare)
-        and node.op == "="
-        and node.field.kind == "tag"
-        and isinstance(node.value, A.String)
-    ):
-        return [(node.field.key, node.value.value)]
-    return []
+        for item in node.items:
+            yield from _string_equalities(item)
+    elif isinstance(node, A.Compare) and node.op == "=" and isinstance(node.value, A.String):
+        yield node
+
+
+def tag_equalities(node: A.Node | None) -> list[tuple[str, str]]:
+    """The (key, value) of each ``tags.KEY = 'VALUE'`` every match must satisfy: what a tag
+    index can look up."""
+    return [
+        (c.field.key, c.value.value)
+        for c in _string_equalities(node)
+        if c.field.kind == "tag" and isinstance(c.value, A.String)
+    ]
 
 
 def required_bytes(node: A.Node | None) -> list[bytes]:
@@ -365,8 +368,14 @@ def required_bytes(node: A.Node | None) -> list[bytes]:
     ``"production"``; the scan skips parsing the lines that lack it. Only conjunctions of
     string equalities qualify; anything else (OR, NOT, patterns) contributes nothing.
     """
-    if node is None:
-        return []
+    return [
+        orjson.dumps(c.value.value)
+        for c in _string_equalities(node)
+        if isinstance(c.value, A.String)
+        and not (c.field.kind == "attribute" and c.field.key in NUMERIC_ATTRIBUTES)
+        and c.field.key not in ("run_id", "end_time_ms")
+        and c.field.kind in ("tag", "metadata", "attribute")
+    ]
     if isinstance(node, A.And):
         return [b for item in node.items for b in required_bytes(item)]
     if (
