@@ -229,13 +229,23 @@ FILTERS = [
     "tags.priority = 'high' AND tags.user_id = 'user_026'",
     "tags.user_id = 'user_013' AND status = 'OK'",
     "tags.user_id = 'user_017' AND tags.reviewed = 'yes'",
+    # Through the span file (text of the spans), and the byte search of the scan:
+    "trace.text LIKE '%question 29%'",
+    "span.name = 'summarize' AND status = 'ERROR'",
+    "span.type = 'LLM' AND tags.environment = 'production'",
+    "tags.environment = 'production'",
 ]
 
 
-def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(store_path):
+def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(
+    store_path, monkeypatch
+):
     """The walk newest first (a first page without a scan) gives the scan's pages exactly:
     after tag changes, deletes, new traces only the journal has, and a trace replaced with
-    another time, and with page tokens through to the end."""
+    another time, and with page tokens through to the end. So do the span file's plan and the
+    scan's byte search (against a scan that parses every line)."""
+    from tracetag.store.journal import Overlay
+
     client = _conformance(store_path)
     traces = client.search_traces(max_results=None)
     ids = [t.info.trace_id for t in traces]
@@ -247,7 +257,10 @@ def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(s
             for size, order in ((1, None), (7, None), (100, None), (None, None), (5, ["name"])):
                 walked = _pages(_indexed(store_path), flt, size, order)
                 scanned = _pages(_unindexed(store_path), flt, size, order)
-                assert walked == scanned, (flt, size, order)
+                with monkeypatch.context() as m:
+                    m.setattr(Overlay, "holding", lambda *_args: None)
+                    every_line = _pages(_unindexed(store_path), flt, size, order)
+                assert walked == scanned == every_line, (flt, size, order)
 
     same_everywhere()
     writer = TracetagClient(_indexed(store_path))
@@ -255,6 +268,8 @@ def test_pages_walked_in_the_order_index_equal_the_scan_in_every_journal_state(s
     writer.set_trace_tag(ids[200], "reviewed", "yes")
     # Tags changed in the journal: a trace gains user_017, another loses user_026.
     writer.set_trace_tag(ids[9], "user_id", "user_017")
+    staging = next(t for t in traces if t.info.tags.get("environment") == "staging")
+    writer.set_trace_tag(staging.info.trace_id, "environment", "production")
     writer.set_trace_tag(ids[200], "user_id", "user_017")
     lost = next(t for t in traces if t.info.tags.get("user_id") == "user_026")
     writer.delete_trace_tag(lost.info.trace_id, "user_id")
@@ -383,3 +398,34 @@ def test_store_info_says_what_the_indexes_take(store_path, cli):
     assert info["index_bytes"] == sum(p.stat().st_size for p in files) > 0
     TracetagClient(store_path).store.compact()  # a new base: the old indexes name another
     assert TracetagClient(_indexed(store_path)).info()["indexes"] == "stale"
+
+
+def test_a_filter_on_the_spans_text_reads_only_the_traces_that_hold_it(
+    store_path, monkeypatch, cli
+):
+    """``trace.text LIKE '%question 29%'`` searches the span file's bytes for ``question 29``
+    and looks up just the traces whose records hold it; a common word (``LLM``) scans."""
+    from tracetag import runtime
+    from tracetag.store.snapshot import Snapshot
+
+    _conformance(store_path, indexed=True)
+    looked_up: list[str] = []
+    real_get = Snapshot.get
+    monkeypatch.setattr(
+        Snapshot, "get", lambda self, tid: looked_up.append(tid) or real_get(self, tid)
+    )
+    flt = "trace.text LIKE '%question 29%'"
+    found = _pages(_indexed(store_path), flt, None)
+    assert found == _pages(_unindexed(store_path), flt, None) and found[0]
+    assert len(found[0]) <= len(set(looked_up)) < 40  # of 320
+    runtime.reset()
+    monkeypatch.setattr(idindex, "INDEX_MIN_BYTES", 0)
+    out = cli("--store", str(store_path), "search", "--explain", "--all", "-f", flt).stdout
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("plan:")]
+    assert line == (
+        f"plan: through the span file: the {len(set(looked_up))} traces whose span records "
+        "hold 'question 29' (a byte search of the span file); the filter judges each"
+    )
+    looked_up.clear()
+    _pages(_indexed(store_path), "span.type = 'LLM'", None)
+    assert looked_up == []  # in nearly every record: the scan

@@ -249,3 +249,88 @@ def test_stats_by_span_type_are_span_latencies(cli, conformance_store):
         assert got[kind]["count"] == len(durations)
         assert got[kind]["max_ms"] == durations[-1]
         assert got[kind]["p50_ms"] == durations[max(1, -(-len(durations) // 2)) - 1]
+
+
+# -- the span summary in the file store's documents ----------------------------------------
+
+SUMMARISED_FILTERS = [
+    "span.type = 'LLM'",
+    "span.name = 'summarize' AND span.status = 'ERROR'",
+    "span.type IN ('LLM', 'RETRIEVER') AND span.name LIKE '%e%'",
+    "span.status != 'OK'",
+    "span.name RLIKE '^re' OR NOT span.type = 'CHAIN'",
+]
+
+
+@pytest.mark.parametrize("flt", SUMMARISED_FILTERS)
+def test_the_span_summary_answers_as_the_spans_do(flt, local_conformance_store, monkeypatch):
+    """Conditions on span name, type and status alone are decided from the (name, type,
+    status) kinds the document keeps: no span record is read, and the answer is the one the
+    spans themselves give."""
+    from tracetag.api import TracetagClient
+    from tracetag.store.snapshot import Snapshot
+
+    client = TracetagClient(local_conformance_store)
+    want = {t.info.trace_id for t in TRACES if _brute_filter(flt, t)}
+    reads: list[str] = []
+    for name in ("spans", "span_record"):
+        real = getattr(Snapshot, name)
+        monkeypatch.setattr(
+            Snapshot,
+            name,
+            lambda self, doc, real=real: reads.append(doc["trace_id"]) or real(self, doc),
+        )
+    assert _ids(client, flt, ("1", "2")) == want
+    assert reads == []
+    # A condition on anything else still reads the spans.
+    _ids(client, flt.split(" OR ")[0] + " AND span.attributes.model LIKE '%'", ("1", "2"))
+    assert reads
+
+
+def _brute_filter(flt: str, t) -> bool:
+    """SUMMARISED_FILTERS, written directly."""
+    s = t.spans
+    return {
+        SUMMARISED_FILTERS[0]: any(x.span_type == "LLM" for x in s),
+        SUMMARISED_FILTERS[1]: any(x.name == "summarize" and x.status == "ERROR" for x in s),
+        SUMMARISED_FILTERS[2]: any(
+            x.span_type in ("LLM", "RETRIEVER") and "e" in x.name for x in s
+        ),
+        SUMMARISED_FILTERS[3]: any(x.status != "OK" for x in s),
+        SUMMARISED_FILTERS[4]: any(x.name.startswith("re") for x in s)
+        or not any(x.span_type == "CHAIN" for x in s),
+    }[flt]
+
+
+def test_a_document_without_a_summary_has_its_spans_read(tmp_path):
+    """A trace of many span kinds keeps no summary (it would weigh on every scan), and a
+    document of an older store has none: both are answered from the spans."""
+    from tracetag.api import TracetagClient
+    from tracetag.filters import compile_filter
+    from tracetag.filters.spans import SPAN_KINDS, span_summary
+    from tracetag.model import Span, Trace, TraceData, TraceInfo
+
+    many = [
+        {"span_id": f"{i:016x}", "name": f"step_{i}", "span_type": "TOOL", "status": "OK"}
+        for i in range(40)
+    ]
+    assert span_summary(many) == {}
+    assert span_summary(many[:2]) == {SPAN_KINDS: "step_0\tTOOL\tOK\nstep_1\tTOOL\tOK"}
+    client = TracetagClient(tmp_path / "s.json")
+    spans = [
+        Span.from_dict({**s, "trace_id": "tr-many", "start_time_ns": 1, "end_time_ns": 2})
+        for s in many
+    ]
+    client.log_traces([Trace(TraceInfo("tr-many", timestamp_ms=1, status="OK"), TraceData(spans))])
+    assert _ids(client, "span.name = 'step_39'", ("0",)) == {"tr-many"}
+    assert _ids(client, "span.name = 'step_40'", ("0",)) == set()
+    # The same document with and without its summary, judged the same way.
+    doc = {"trace_id": "t", SPAN_KINDS: "a\tLLM\tOK"}
+    spans_of = lambda d: [{"name": "a", "span_type": "LLM", "status": "OK"}]  # noqa: E731
+    for flt, want in [
+        ("span.type = 'LLM'", True),
+        ("span.type = 'LLM' AND span.name = 'b'", False),
+    ]:
+        pred = compile_filter(parse_filter(flt), spans_of=spans_of)
+        assert pred(doc) is want
+        assert pred({"trace_id": "t"}) is want

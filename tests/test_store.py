@@ -128,6 +128,7 @@ def test_the_library_reads_a_missing_store_as_empty_and_creates_nothing(tmp_path
         (b'{"_default": {"1": {"a": 1}}}', "not a tracetag store"),
         (b"PLACEHOLDER", "damaged store"),
         (b"TRUNCATED", "damaged store"),
+        (b"DAMAGED_LINE", "damaged store"),
     ],
 )
 def test_damaged_or_foreign_file_is_refused_and_untouched(
@@ -138,12 +139,16 @@ def test_damaged_or_foreign_file_is_refused_and_untouched(
         content = good[:200] + b"\x00garbage" + good[260:]
     elif content == b"TRUNCATED":
         content = good[: len(good) // 2]
+    elif content == b"DAMAGED_LINE":  # a document cut short, where a filter's bytes are
+        line = next(ln for ln in good.split(b"\n") if b'"production"' in ln)
+        content = good.replace(line, line[: line.index(b'"production"') + 12])
     store_path.write_bytes(content)
     journal = store_path.with_name("store.json-journal")
     journal.unlink()
     before = _files(store_path)
     for args in (
         ["search"],
+        ["search", "-f", "tags.environment = 'production'"],
         ["tag", "set", "tr-6663f3d7173cfa73b65948ca5fbc00b3", "a=b"],
         ["demo", "-n", "2"],
     ):

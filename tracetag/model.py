@@ -148,6 +148,7 @@ class TraceDoc(TypedDict, total=False):
     response_preview: str | None
     client_request_id: str | None
     spans_at: list[int]  # the local store's pointer into its span file
+    span_kinds: str  # and its spans' distinct (name, type, status), filters.spans
 
 
 # Keys of the stored info document; also the order of ``to_dict``.

@@ -136,6 +136,29 @@ class _Desc:
         return hash(self.v)
 
 
+def is_newest_first(order: Any) -> bool:
+    """Whether ``order`` (the search's keys) is the default: newest first, ties by trace id."""
+    try:
+        keys = [(k.field.kind, k.field.key, k.desc) for k in order or ()]
+    except AttributeError:
+        return False
+    return keys == [("attribute", "timestamp_ms", True), ("attribute", "trace_id", False)]
+
+
+def _row_key(keys: list[OrderKey]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A document's sort key (``_sort_key(keys)(_raw_key(keys)(d))``) in one step: written
+    out for the default order, which every ``search --all`` of many matches sorts by."""
+    if is_newest_first(keys):
+
+        def newest_first(d: dict[str, Any]) -> tuple[Any, ...]:
+            ts, tid = d.get("timestamp_ms"), d.get("trace_id")
+            return ((1, 0) if ts is None else (0, -ts), (1, 0) if tid is None else (0, tid))
+
+        return newest_first
+    raw_of, sort_key = _raw_key(keys), _sort_key(keys)
+    return lambda d: sort_key(raw_of(d))
+
+
 def _raw_key(keys: list[OrderKey]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     getters = [field_getter(k.field) for k in keys]
     return lambda d: tuple(g(d) for g in getters)
@@ -277,8 +300,9 @@ def search(
     if max_results is not None:
         pushdown["limit"] = max_results + 1
     # (The trace id rides along, so that ids come out without a second parse.)
+    row_key = _row_key(keys)
     rows: Iterable[tuple[tuple[Any, ...], str, bytes | dict[str, Any]]] = (
-        (sort_key(raw_of(d)), d["trace_id"], d if raw is None else raw)
+        (row_key(d), d["trace_id"], d if raw is None else raw)
         for d, raw in _select_raw(snapshot, node, exps, now, **pushdown)
     )
     if after_raw is not None:

@@ -19,7 +19,7 @@ from ..errors import InvalidInput
 from . import ast as A
 from .fields import NUMERIC_ATTRIBUTES, parse_iso_ms
 from .patterns import compile_like, compile_rlike
-from .spans import required_in_record, span_getter
+from .spans import SPAN_KINDS, SUMMARISED, kind_spans, required_in_record, span_getter
 
 __all__ = [
     "NUMBER_PATTERN",
@@ -285,8 +285,20 @@ def _exists(nodes: list[A.Node], ctx: Ctx) -> Predicate:
     if spans_of is None:
         raise ValueError("span conditions need the trace's spans (spans_of)")
     exact, folded = required_in_record(nodes) if record_of is not None else ([], [])
+    summarised = all(n.field.key in SUMMARISED for n in nodes)  # type: ignore[attr-defined]
+
+    decided: dict[str, bool] = {}
 
     def exists(d: dict[str, Any]) -> bool:
+        kinds = d.get(SPAN_KINDS) if summarised else None
+        if isinstance(kinds, str):
+            found = decided.get(kinds)
+            if found is None:
+                if len(decided) > 4096:
+                    decided.clear()
+                found = any(all(c(s) is True for c in conditions) for s in kind_spans(kinds))
+                decided[kinds] = found
+            return found
         if record_of is not None and (exact or folded):
             raw = record_of(d)
             if not all(b in raw for b in exact):
@@ -341,14 +353,21 @@ def _last_spans(spans_of: SpansOf) -> SpansOf:
     return spans
 
 
-def _string_equalities(node: A.Node | None) -> Iterator[A.Compare]:
-    """The ``FIELD = 'string'`` conditions every match must satisfy: the filter itself, or
-    the conditions of its top-level AND (nested ANDs included); OR and NOT give none."""
+def _conjuncts(node: A.Node | None) -> Iterator[A.Node]:
+    """The conditions every match must satisfy: the filter itself, or the conditions of its
+    top-level AND (nested ANDs included); an OR or a NOT is one opaque condition."""
     if isinstance(node, A.And):
         for item in node.items:
-            yield from _string_equalities(item)
-    elif isinstance(node, A.Compare) and node.op == "=" and isinstance(node.value, A.String):
+            yield from _conjuncts(item)
+    elif node is not None:
         yield node
+
+
+def _string_equalities(node: A.Node | None) -> Iterator[A.Compare]:
+    """The ``FIELD = 'string'`` conditions every match must satisfy."""
+    for c in _conjuncts(node):
+        if isinstance(c, A.Compare) and c.op == "=" and isinstance(c.value, A.String):
+            yield c
 
 
 def tag_equalities(node: A.Node | None) -> list[tuple[str, str]]:
@@ -376,15 +395,11 @@ def required_bytes(node: A.Node | None) -> list[bytes]:
         and c.field.key not in ("run_id", "end_time_ms")
         and c.field.kind in ("tag", "metadata", "attribute")
     ]
-    if isinstance(node, A.And):
-        return [b for item in node.items for b in required_bytes(item)]
-    if (
-        isinstance(node, A.Compare)
-        and node.op == "="
-        and isinstance(node.value, A.String)
-        and not (node.field.kind == "attribute" and node.field.key in NUMERIC_ATTRIBUTES)
-        and node.field.key not in ("run_id", "end_time_ms")
-        and node.field.kind in ("tag", "metadata", "attribute")
-    ):
-        return [orjson.dumps(node.value.value)]
-    return []
+
+
+def required_span_bytes(node: A.Node | None) -> list[bytes]:
+    """Byte strings every matching trace's span record must contain (the record holds all
+    its spans): what the span conditions among the filter's required conditions ask for,
+    ``trace.text LIKE '%question 29%'`` -> ``question 29``. Empty: nothing to look for."""
+    spans = [c for c in _conjuncts(node) if A.is_span_condition(c)]
+    return required_in_record(spans)[0] if spans else []

@@ -21,7 +21,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["LIFTED_ATTRIBUTES", "required_in_record", "span_getter", "span_text"]
+__all__ = [
+    "LIFTED_ATTRIBUTES",
+    "SPAN_KINDS",
+    "kind_spans",
+    "required_in_record",
+    "span_getter",
+    "span_kinds",
+    "span_summary",
+    "span_text",
+]
 
 # MLflow keeps these as span attributes; tracetag lifts them into the span's own fields on
 # import, so span.attributes.`mlflow.spanType` reads the span's type.
@@ -31,6 +40,46 @@ LIFTED_ATTRIBUTES = {
     "mlflow.spanOutputs": "outputs",
 }
 _TEXT = "_tracetag_text"  # where a span dict caches its text while a filter runs
+
+# A trace's distinct (name, type, status) triples, kept in its info document by stores that
+# keep spans apart (the file store): a group of span conditions on these three fields alone
+# (``span.type = 'LLM'``) is decided from them without reading the spans. Derived data: a
+# document without it (older stores, or a trace with too many kinds) has its spans read.
+# One string ("name\ttype\tstatus" lines): cheaper to parse than lists on every scan, and
+# traces of one application share a handful of them, so a filter decides each string once.
+SPAN_KINDS = "span_kinds"
+SUMMARISED = frozenset({"name", "type", "status"})
+_MAX_KINDS = 32  # beyond this the summary would weigh on every scan more than it saves
+_KIND_KEYS = ("name", "span_type", "status")
+
+
+def span_kinds(spans: list[dict[str, Any]]) -> str | None:
+    """The distinct (name, type, status) of ``spans``, in first-seen order, as one string;
+    None when there are more than ``_MAX_KINDS`` or a value is not plain text."""
+    seen: dict[tuple[Any, ...], None] = {}
+    for s in spans:
+        seen[(s.get("name"), s.get("span_type"), s.get("status"))] = None
+        if len(seen) > _MAX_KINDS:
+            return None
+    lines = []
+    for kind in seen:
+        if not all(isinstance(v, str) and "\t" not in v and "\n" not in v for v in kind):
+            return None  # (an absent field is not told apart from an empty one in the text)
+        lines.append("\t".join(kind))
+    return "\n".join(lines)
+
+
+def span_summary(spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """What an info document keeps about ``spans``: ``{SPAN_KINDS: ...}``, or nothing."""
+    kinds = span_kinds(spans)
+    return {} if kinds is None else {SPAN_KINDS: kinds}
+
+
+def kind_spans(kinds: str) -> list[dict[str, Any]]:
+    """Span dicts holding just the summarised fields, for conditions on those fields."""
+    if not kinds:
+        return []
+    return [dict(zip(_KIND_KEYS, k.split("\t"), strict=True)) for k in kinds.split("\n")]
 
 
 def _as_text(value: Any) -> str | None:

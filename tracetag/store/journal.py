@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoreCorrupted
 from .base import BaseFile, loads_doc
 from .files import decode_record
+
+_MAX_TOUCHED = 4096  # traces the journal changed, each looked up by id in Overlay.holding
 
 JOURNAL_VERSION = 1
 
@@ -102,6 +104,38 @@ class Overlay:
             dict(self.experiments),
             set(self.deleted),
         )
+
+    def holding(
+        self, base: BaseFile, needle: bytes, get: Callable[[str], dict | None]
+    ) -> Iterator[tuple[str, bytes, dict | None]] | None:
+        """:meth:`merged`, restricted to what can hold ``needle``: the base documents whose
+        bytes hold it (a byte search, base.iter_holding), then every trace the journal changed
+        (``get(id)``: its document now; any change may have given it the needle). None when
+        the journal changed too many traces to look each one up: merge them all instead."""
+        touched = self.puts.keys() | self.deltas.keys()
+        if len(touched) > _MAX_TOUCHED:
+            return None
+        return self._holding(base, needle, touched, get)
+
+    def _holding(
+        self,
+        base: BaseFile,
+        needle: bytes,
+        touched: set[str],
+        get: Callable[[str], dict | None],
+    ) -> Iterator[tuple[str, bytes, dict | None]]:
+        deleted = self.deleted
+        if touched or deleted:
+            for tid, raw in base.iter_holding(needle):
+                if tid not in deleted and tid not in touched:
+                    yield tid, raw, None
+        else:
+            for tid, raw in base.iter_holding(needle):
+                yield tid, raw, None
+        for tid in touched:
+            doc = None if tid in deleted else get(tid)
+            if doc is not None:
+                yield tid, b"", doc
 
     def merged(self, base: BaseFile) -> Iterator[tuple[str, bytes, dict | None]]:
         """Every live trace as (id, its base bytes, its document if the journal changed it).

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import InvalidInput, StoreCorrupted, StoreError, StoreLocked
+from ..filters.spans import span_summary as summary
 from ..schema import check_trace, encode_spans, next_experiment_id
 from . import idindex, maintenance, ordered
 from .base import BaseFile, layout, loads_doc
@@ -452,8 +453,8 @@ class Store:
                         check_trace(merged[0], merged[1], encode=False)
                         lines[i] = record_line(encode_spans(doc["trace_id"], merged[1]))
             locs = tx.append_span_lines(lines)
-            for (doc, _spans), loc in zip(items, locs, strict=True):
-                tx.append({"op": "put", "doc": {**doc, "spans_at": loc}})
+            for (doc, spans), loc in zip(items, locs, strict=True):
+                tx.append({"op": "put", "doc": {**doc, "spans_at": loc, **summary(spans)}})
             return len(items) - len(existing), len(existing)
 
     def create_experiment(self, name: str) -> str:

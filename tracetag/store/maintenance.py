@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import NotAStore, StoreError
+from ..filters.spans import SPAN_KINDS
 from . import idindex
 from .base import BaseFile, foreign_kind, new_meta
 from .files import decode_record
 from .journal import Overlay
 from .paths import orphan_files
 from .snapshot import read_spans_at
+
+# What a document keeps about its spans: dropped together when the spans are lost.
+SPAN_POINTERS = frozenset({"spans_at", SPAN_KINDS})
 
 if TYPE_CHECKING:
     from .local import Store
@@ -297,7 +301,7 @@ def repair(store: Store) -> dict[str, Any]:
         try:
             for tid, d in list(merged.items()):
                 if d.get("spans_at") and not spans.readable(d):
-                    merged[tid] = {k: v for k, v in d.items() if k != "spans_at"}
+                    merged[tid] = {k: v for k, v in d.items() if k not in SPAN_POINTERS}
                     lost_spans += 1
         finally:
             spans.close()

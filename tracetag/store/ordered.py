@@ -20,23 +20,16 @@ from typing import Any
 
 import orjson
 
-from ..filters.evaluate import tag_equalities
+from ..filters.evaluate import required_span_bytes, tag_equalities
+from ..query import is_newest_first
 from .base import BaseFile
 from .idindex import OrderIndex, TagIndex, order_for, tags_for, trace_id_at
+from .spantext import holders_limit, traces_holding
 
-__all__ = ["BUDGET", "explain", "is_newest_first", "rarest_tag", "walk"]
+__all__ = ["BUDGET", "explain", "rarest_tag", "walk"]
 
 BUDGET = 20_000  # documents parsed before the walk gives up for the scan
 _LOOKED = 200_000  # documents looked at (a byte test each) before the same
-
-
-def is_newest_first(order: Any) -> bool:
-    """Whether ``order`` (the search's keys) is the default: newest first, ties by trace id."""
-    try:
-        keys = [(k.field.kind, k.field.key, k.desc) for k in order or ()]
-    except AttributeError:
-        return False
-    return keys == [("attribute", "timestamp_ms", True), ("attribute", "trace_id", False)]
 
 
 def walk(
@@ -150,6 +143,9 @@ def explain(store: Any, node: Any, order: Any, paged: bool) -> list[str]:
             return [f"{scan} (the indexes are being built)"]
         documents = len(index)
         index.close()
+        through_spans = _span_file_plan(store, base, node, documents)
+        if through_spans is not None:
+            return through_spans
         pairs = tag_equalities(node)
         tags = tags_for(base) if pairs else None
         tagged = None if tags is None else rarest_tag(tags, pairs, documents)
@@ -171,6 +167,25 @@ def explain(store: Any, node: Any, order: Any, paged: bool) -> list[str]:
     return [
         "plan: newest first through the order index, stopping at the page's end",
         f"      (the scan instead if {BUDGET:,} documents do not fill the page)",
+    ]
+
+
+def _span_file_plan(store: Any, base: BaseFile, node: Any, documents: int) -> list[str] | None:
+    """The span-file plan's line (Snapshot._through_span_file), when it is the plan."""
+    needles = required_span_bytes(node)
+    if not needles:
+        return None
+    needle = max(needles, key=len)
+    try:
+        with open(store.spans_path_for(base.meta), "rb") as fh:
+            holders = traces_holding(fh, needle, holders_limit(documents))
+    except OSError:
+        return None
+    if holders is None:
+        return None
+    return [
+        f"plan: through the span file: the {len(holders):,} traces whose span records hold "
+        f"{needle.decode()!r} (a byte search of the span file); the filter judges each"
     ]
 
 

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreCorrupted, TraceNotFound
-from ..filters.evaluate import tag_equalities
+from ..filters.evaluate import required_span_bytes, tag_equalities
+from ..query import is_newest_first
 from .base import BaseFile, loads_doc
 from .files import decode_record
-from .idindex import DamagedIndex, order_for, tags_for
+from .idindex import DamagedIndex, IdIndex, order_for, tags_for
 from .journal import Overlay
-from .ordered import is_newest_first, rarest_tag, walk
+from .ordered import rarest_tag, walk
+from .spantext import holders_limit, traces_holding
 
 if TYPE_CHECKING:
     from .local import Store
@@ -49,6 +51,18 @@ def read_span_record(path: Path, loc: list[int], fh: Any) -> bytes:
     # that the next record, elsewhere in the file, does not use).
     data: bytes = os.pread(fh.fileno(), loc[1], loc[0])
     return data
+
+
+def _reporting(
+    rows: Iterator[tuple[str, bytes, dict | None]], progress: Callable[[int, int], None], total: int
+) -> Iterator[tuple[str, bytes, dict | None]]:
+    """``rows``, calling ``progress(bytes done, total)`` every 4,096 of them."""
+    done = 0
+    for n, row in enumerate(rows):
+        done += len(row[1]) + len(row[0]) + 6
+        if n % 4096 == 0:
+            progress(done, total)
+        yield row
 
 
 def size_mismatch(path: Path, actual: int, expected: int) -> StoreCorrupted:
@@ -122,19 +136,26 @@ class Snapshot:
         changed are always parsed, since their JSON on disk is not what is matched.
         ``progress(done, total)`` is called every few thousand documents, in bytes of the base.
         """
-        planned = self._through_indexes(
-            predicate, required, experiment_ids, _pushdown.get("node"), order, after, limit
-        )
+        node = _pushdown.get("node")
+        planned = self._through_span_file(predicate, experiment_ids, node)
+        if planned is None:
+            planned = self._through_indexes(
+                predicate, required, experiment_ids, node, order, after, limit
+            )
         if planned is not None:
             yield from planned
             return
-        total = self.base.stat.st_size if self.base.stat else 0
-        done = 0
-        for n, (tid, raw, changed) in enumerate(self.overlay.merged(self.base)):
+        rows = None
+        if required and progress is None:
+            needle = max(required, key=len)
+            rows = self.overlay.holding(self.base, needle, self.get)
+            if rows is not None:  # (the byte search checked the needle)
+                required = [r for r in required if r is not needle]
+        if rows is None:
+            rows = self.overlay.merged(self.base)
             if progress is not None:
-                done += len(raw) + len(tid) + 6
-                if n % 4096 == 0:
-                    progress(done, total)
+                rows = _reporting(rows, progress, self.base.stat.st_size if self.base.stat else 0)
+        for tid, raw, changed in rows:
             if changed is None:
                 if required and not all(r in raw for r in required):
                     continue
@@ -145,6 +166,42 @@ class Snapshot:
                 continue
             if predicate(doc) is True:
                 yield doc, raw_out
+
+    def _big(self) -> bool:
+        """Whether the base is big enough to be read through indexes (idindex.py)."""
+        base = self.base
+        return (
+            base._fh is not None
+            and base.stat is not None
+            and base.stat.st_size >= self.store.id_index_min_bytes
+        )
+
+    def _through_span_file(
+        self, predicate: Callable[[dict], bool | None], experiment_ids: set[str] | None, node: Any
+    ) -> list[tuple[dict, bytes | None]] | None:
+        """The matches of a filter that requires text of the spans, read through the traces
+        whose span records hold it (spantext.py), when the base is big enough to have an id
+        index and few enough records hold it. None: plan otherwise."""
+        needles = required_span_bytes(node)
+        base = self.base
+        if not needles or self._spans_fh is None or not self._big():
+            return None
+        index = self.store._index_for(base)
+        if not isinstance(index, IdIndex):
+            return None  # (being built: lookups by id would each search the base)
+        holders = traces_holding(self._spans_fh, max(needles, key=len), holders_limit(len(index)))
+        if holders is None:
+            return None
+        out: list[tuple[dict, bytes | None]] = []
+        for tid in holders:
+            doc = self.get(tid)
+            if doc is None or (
+                experiment_ids is not None and doc["experiment_id"] not in experiment_ids
+            ):
+                continue
+            if predicate(doc) is True:
+                out.append((doc, None))
+        return out
 
     def _through_indexes(
         self,
@@ -160,11 +217,7 @@ class Snapshot:
         the default order walked newest first, and the traces a ``tags.K = 'V'`` of the filter
         points to. None: scan instead (see ordered.py)."""
         base = self.base
-        if (
-            base.stat is None
-            or base._fh is None
-            or base.stat.st_size < self.store.id_index_min_bytes
-        ):
+        if not self._big():
             return None
         index = order_for(base)
         if index is None:
