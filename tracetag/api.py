@@ -467,6 +467,13 @@ class TracetagClient:
             labels=labels,
         )
 
+    def import_files(self, files: Sequence[str], **options: Any) -> ImportSummary:
+        """:meth:`import_sources` from files by name (``-``: stdin), with its options. A JSON
+        file over 64 MB going into the file store is read a trace at a time (docs/store.md)."""
+        from .importing import import_files
+
+        return import_files(self, files, **options)
+
     def import_sources(
         self,
         sources: Sequence[tuple[str, bytes]],

@@ -7,9 +7,17 @@ trace id, and a trace already stored gets the new spans merged in, inside the wr
 
 from __future__ import annotations
 
+import codecs
+import io
+import json
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .errors import ImportFormatError, InvalidInput
 from .formats import IMPORT_FORMATS
@@ -21,7 +29,7 @@ if TYPE_CHECKING:
     from .backend import Backend, Merge
     from .otlp import Assembled, OtelSpan
 
-__all__ = ["ImportSummary", "import_sources", "ingest_otlp"]
+__all__ = ["ImportSummary", "import_files", "import_sources", "ingest_otlp"]
 
 
 class ImportSummary:
@@ -41,6 +49,31 @@ class ImportSummary:
             "updated": self.updated,
             "invalid": [{"line": n, "error": m} for n, m in self.invalid],
         }
+
+
+def import_files(
+    client: TracetagClient,
+    files: Sequence[str],
+    skip_invalid: bool = False,
+    format: str | None = None,
+    experiment: str | None = None,
+    labels: str = "tag",
+) -> ImportSummary:
+    """Import files by name (``-``: stdin) in one write: big JSON files into the file store a
+    trace at a time (:func:`import_big_files`), anything else read whole."""
+    if staged_import_applies(client, files, format):
+        return import_big_files(client, files, skip_invalid)
+    sources = [(file, read_input(file)) for file in files]
+    return import_sources(client, sources, skip_invalid, format, experiment, labels)
+
+
+def read_input(file: str) -> bytes:
+    if file == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(file).read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"{file}: cannot read ({e.strerror})") from None
 
 
 def import_sources(
@@ -157,3 +190,168 @@ def otlp_merge(assembled: dict[str, Assembled]) -> Merge:
         return merge_trace(old, old_spans, assembled[new["trace_id"]])
 
     return merge
+
+
+# -- big files: read in batches, staged beside the file store, folded in at once -------------
+
+BIG_FILE = 64 << 20  # bytes: a JSON file at least this big is imported this way
+_ARRAY_ITEM_MAX = 64 << 20  # one array item longer than this is refused, not buffered
+
+
+def staged_import_applies(client: TracetagClient, files: Sequence[str], format: str | None) -> bool:
+    """Whether ``files`` are imported by :func:`import_big_files`: into the file store, MLflow
+    or tracetag JSON (not OTLP, whose spans must all be assembled first), one over
+    ``BIG_FILE``, none of them stdin."""
+    from .store import Store
+
+    if not isinstance(client.store, Store) or format == "otlp" or "-" in files:
+        return False
+    try:
+        sizes = [os.path.getsize(f) for f in files]
+    except OSError:
+        return False  # (the usual path says which file cannot be read)
+    return max(sizes, default=0) >= BIG_FILE and all(_sniff_json(f) for f in files)
+
+
+def _sniff_json(path: str) -> bool:
+    from .otlp import is_json_request
+
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head[:1] == b"[":
+        first = _array_values(io.BytesIO(head), "-", 1 << 20)
+        try:
+            _number, value = next(first)
+        except (StopIteration, ImportFormatError):
+            return True  # (an empty array; or the import says what is wrong)
+        return not (isinstance(value, dict) and is_json_request(value))
+    if head[:1] != b"{":
+        return False  # protobuf: OTLP
+    try:
+        value = orjson.loads(head.split(b"\n", 1)[0])
+    except orjson.JSONDecodeError:
+        return False  # one document over several lines: read whole, as before
+    return not is_json_request(value)
+
+
+def import_big_files(
+    client: TracetagClient, files: Sequence[str], skip_invalid: bool
+) -> ImportSummary:
+    """Import big JSON files into the file store with memory bounded by one trace at a time:
+    each trace is read, checked and staged beside the store (store/staging.py), and all of
+    them are folded into the base in one atomic write at the end, so a bad record still
+    aborts the whole import (nothing is written) unless ``skip_invalid``."""
+    from .copying import experiment_record
+    from .interop import trace_from_any
+
+    store = client.store
+    staged = store.staged()  # type: ignore[attr-defined]
+    invalid: list[tuple[int | str, str]] = []
+    experiments: set[str] = set()
+    many = len(files) > 1
+    try:
+        for file in files:
+            for number, unit, value in _records(file):
+                try:
+                    if isinstance(value, Exception):
+                        raise value
+                    doc, spans = trace_to_doc(trace_from_any(value))
+                    staged.add(doc, spans)
+                except (ValueError, KeyError, TypeError, AttributeError, InvalidInput) as e:
+                    ok = isinstance(e, ValueError | InvalidInput)
+                    msg = str(e) if ok else f"missing or wrong field {e}"
+                    if not skip_invalid:
+                        raise ImportFormatError(f"{file}: {unit} {number}: {msg}") from None
+                    invalid.append((number, f"{file}: {msg}" if many else msg))
+                    continue
+                experiments.add(doc["experiment_id"])
+        if not staged.ids:
+            return ImportSummary(0, 0, invalid)
+        with client.snapshot() as snap:
+            exps = snap.experiments()
+        names = {e["name"] for e in exps}
+        now = int(time.time() * 1000)
+        for eid in sorted(experiments - {e["experiment_id"] for e in exps}):
+            staged.experiments.append(experiment_record(None, eid, names, now))
+        result = store.fold(staged)  # type: ignore[attr-defined]
+        return ImportSummary(result["new"], result["updated"], invalid)
+    finally:
+        staged.discard()
+
+
+def _records(path: str) -> Iterator[tuple[int, str, Any]]:
+    """(number, ``line`` or ``item``, JSON value or the error reading it) of each record of a
+    JSON lines file or a JSON array, read a piece at a time."""
+    with open(path, "rb") as fh:
+        start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0  # a UTF-8 byte order mark
+        fh.seek(start)
+        lead = fh.read(1 << 16).lstrip()[:1]
+        fh.seek(start)
+        if lead == b"[":
+            for number, value in _array_values(fh, path, _ARRAY_ITEM_MAX):
+                yield number, "item", value
+            return
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, "line", orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                yield lineno, "line", ValueError(f"invalid JSON ({str(e).split(':')[0]})")
+
+
+def _array_values(fh: Any, source: str, item_max: int) -> Iterator[tuple[int, Any]]:
+    """The items of the JSON array in ``fh``, one at a time (``json``'s ``raw_decode`` on a
+    moving window of the text, so an item is held, never the array)."""
+    decoder = json.JSONDecoder()
+    text_of = codecs.getincrementaldecoder("utf-8")()
+    buf, pos, number, eof = "", 0, 0, False
+
+    def more() -> bool:
+        nonlocal buf, pos, eof
+        if eof:
+            return False
+        chunk = fh.read(1 << 20)
+        eof = not chunk
+        buf = buf[pos:] + text_of.decode(chunk, final=eof)
+        pos = 0
+        return True
+
+    def skip_space() -> None:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf) or not more():
+                return
+
+    skip_space()
+    if buf[pos : pos + 1] != "[":
+        raise ImportFormatError(f"{source}: not a JSON array")
+    pos += 1
+    skip_space()
+    if buf[pos : pos + 1] == "]":
+        return
+    while True:
+        number += 1
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+                break
+            except json.JSONDecodeError as e:
+                if len(buf) - pos > item_max or not more():
+                    raise ImportFormatError(
+                        f"{source}: item {number}: invalid JSON ({e.msg})"
+                    ) from None
+        yield number, value
+        pos = end
+        skip_space()
+        sep = buf[pos : pos + 1]
+        pos += 1
+        if sep == "]":
+            return
+        if not sep:
+            raise ImportFormatError(f"{source}: item {number}: the file ends before the ']'")
+        if sep != ",":
+            raise ImportFormatError(f"{source}: item {number}: expected ',' or ']' after it")
+        skip_space()

@@ -200,22 +200,12 @@ def import_(
     """
     st = _state(ctx)
     st.creates = True
-    sources = [(file, _read_input(file)) for file in files]
-    summary = st.client.import_sources(
-        sources, skip_invalid=skip_invalid, format=format, experiment=experiment, labels=labels
+    summary = st.client.import_files(
+        files, skip_invalid=skip_invalid, format=format, experiment=experiment, labels=labels
     )
     _render().import_summary(summary, output or "text")
     if summary.invalid:
         raise typer.Exit(1)
-
-
-def _read_input(file: str) -> bytes:
-    if file == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(file).read_bytes()
-    except OSError as e:
-        raise InvalidInput(f"{file}: cannot read ({e.strerror})") from None
 
 
 @app.command()

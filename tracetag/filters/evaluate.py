@@ -285,7 +285,7 @@ def _exists(nodes: list[A.Node], ctx: Ctx) -> Predicate:
     if spans_of is None:
         raise ValueError("span conditions need the trace's spans (spans_of)")
     exact, folded = required_in_record(nodes) if record_of is not None else ([], [])
-    summarised = all(n.field.key in SUMMARISED for n in nodes)  # type: ignore[attr-defined]
+    summarised = all(getattr(getattr(n, "field", None), "key", None) in SUMMARISED for n in nodes)
 
     decided: dict[str, bool] = {}
 

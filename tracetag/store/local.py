@@ -39,11 +39,12 @@ from ..filters.spans import span_summary as summary
 from ..schema import check_trace, encode_spans, next_experiment_id
 from . import idindex, maintenance, ordered
 from .base import BaseFile, layout, loads_doc
-from .files import atomic_write, decode_record, encode_record, fsync_dir, record_line, write_all
+from .files import atomic_write, decode_record, encode_record, record_line, write_all
 from .journal import JOURNAL_VERSION, Overlay, folded_mark, folded_tail, read_journal, touched_ids
 from .lock import LOCK_TIMEOUT_S, ProcessLock
-from .paths import PRIVATE_DIR, create_file, file_mode, orphan_files, resolve_store_path
+from .paths import PRIVATE_DIR, create_file, file_mode, remove_orphans, resolve_store_path
 from .snapshot import Snapshot, size_mismatch, snapshot_version
+from .staging import Staged, copy_live_spans
 from .transaction import Transaction
 
 if TYPE_CHECKING:
@@ -515,11 +516,24 @@ class Store:
         with self._writing():
             return self._compact_locked(vacuum)
 
-    def _compact_locked(self, vacuum: bool = False) -> dict[str, int]:
+    def staged(self) -> Staged:
+        """A big import's staging files (staging.py): ``add`` traces one at a time, then
+        :meth:`fold` them in; ``discard`` when done either way."""
+        return Staged(self)
+
+    def fold(self, staged: Staged) -> dict:
+        """Insert or replace the staged traces in one atomic write that replaces the base.
+        Returns the compaction's result with ``new`` and ``updated`` counts."""
+        staged.finish()
+        with self._writing():
+            return self._compact_locked(staged=staged)
+
+    def _compact_locked(self, vacuum: bool = False, staged: Staged | None = None) -> dict:
         base = BaseFile(self.path)
         old_spans = self.spans_path_for(base.meta)
         new_spans = old_spans
         moved: dict[str, list[int]] = {}
+        replaced = 0
         try:
             overlay = self._refresh_overlay()
             if overlay.generation != base.generation:
@@ -530,13 +544,24 @@ class Store:
                 new_spans = self.path.with_name(f"{self.path.name}-spans.{generation}")
                 moved = copy_live_spans(base, old_spans, new_spans, overlay.merged(base))
 
+            staged_ids = staged.ids if staged is not None else {}
+            start = staged.append_spans(old_spans) if staged is not None else 0
+
             def traces() -> Iterator[tuple[str, bytes]]:
+                nonlocal replaced
                 for tid, raw, doc in overlay.merged(base):
+                    if tid in staged_ids:
+                        replaced += 1
+                        continue
                     if tid in moved:
                         doc = {**(doc or loads_doc(base, tid, raw)), "spans_at": moved[tid]}
                     yield tid, raw if doc is None else orjson.dumps(doc)
+                if staged is not None:
+                    yield from staged.documents(start)
 
             experiments = {**base.experiments, **overlay.experiments}
+            for op in staged.experiments if staged is not None else ():
+                experiments.setdefault(op["doc"]["experiment_id"], op["doc"])
             meta = {**base.meta, "generation": generation}
             meta.pop("folded", None)
             if overlay.generation == base.generation:  # all of it: readers skip that journal
@@ -550,48 +575,15 @@ class Store:
         self._reset_journal(generation, size, crc)
         self._index = None
         result = {"records": folded, "generation": generation}
+        if staged is not None:
+            result.update(new=len(staged.ids) - replaced, updated=replaced)
         if vacuum and old_spans != new_spans:
             result["spans_bytes_before"] = old_spans.stat().st_size if old_spans.exists() else 0
             result["spans_bytes_after"] = new_spans.stat().st_size
             # Snapshots taken before hold the old file open; later readers use the new one.
             with contextlib.suppress(OSError):
                 old_spans.unlink()
-        removed = 0
-        for orphan in orphan_files(self.path, new_spans):
-            with contextlib.suppress(OSError):
-                orphan.unlink()
-                removed += 1
+        removed = remove_orphans(self.path, new_spans)
         if removed:
             result["orphans_removed"] = removed
         return result
-
-
-def copy_live_spans(
-    base: BaseFile, old: Path, new: Path, docs: Iterable[tuple[str, bytes, dict | None]]
-) -> dict[str, list[int]]:
-    """Copy the span lines the documents point at into ``new`` (fsynced); new locations by id."""
-    moved: dict[str, list[int]] = {}
-    try:
-        src = open(old, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        src = None
-    try:
-        fd = create_file(new, file_mode(base.path))
-        with open(fd, "wb") as dst:
-            offset = 0
-            for tid, raw, doc in docs:
-                loc = (doc if doc is not None else loads_doc(base, tid, raw)).get("spans_at")
-                if not loc or src is None:
-                    continue
-                src.seek(loc[0])
-                line = src.read(loc[1])
-                dst.write(line)
-                moved[tid] = [offset, len(line)]
-                offset += len(line)
-            dst.flush()
-            os.fsync(dst.fileno())
-    finally:
-        if src is not None:
-            src.close()
-    fsync_dir(new)
-    return moved

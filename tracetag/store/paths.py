@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -77,19 +78,50 @@ def orphan_files(path: Path, spans_in_use: Path) -> list[Path]:
     folder = path.parent
     temp_prefixes = (f".{path.name}.tmp-", f".{path.name}-journal.tmp-")
     spans_prefix = f"{path.name}-spans."
+    import_prefix = f"{path.name}-import."
     found = []
     try:
         names = os.listdir(folder)
     except OSError:
         return []
     for name in names:
-        if name.startswith(temp_prefixes) or (
-            name.startswith(spans_prefix)
-            and name[len(spans_prefix) :].isdigit()
-            and folder / name != spans_in_use
+        if (
+            name.startswith(temp_prefixes)
+            or (
+                name.startswith(spans_prefix)
+                and name[len(spans_prefix) :].isdigit()
+                and folder / name != spans_in_use
+            )
+            or (name.startswith(import_prefix) and not _alive(name[len(import_prefix) :]))
         ):
             found.append(folder / name)
     return sorted(found)
+
+
+def remove_orphans(path: Path, spans_in_use: Path) -> int:
+    """Remove the :func:`orphan_files` (call under the lock); how many went."""
+    removed = 0
+    for orphan in orphan_files(path, spans_in_use):
+        with contextlib.suppress(OSError):
+            orphan.unlink()
+            removed += 1
+    return removed
+
+
+def _alive(staged_by: str) -> bool:
+    """Whether the process named in a staged import's file name (``PID`` or ``PID-spans``)
+    still runs: an import stages without the lock, so its files are not garbage until it
+    is gone."""
+    pid = staged_by.removesuffix("-spans")
+    if not pid.isdigit():
+        return True  # not ours to remove
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # (another user's process)
+    return True
 
 
 def create_file(path: Path, mode: int, flags: int = os.O_WRONLY | os.O_TRUNC) -> int:

@@ -1,0 +1,183 @@
+"""A big JSON file into the file store: read a trace at a time, staged beside the store, folded
+into the base in one atomic write. The answers equal the import that reads a file whole; a bad
+record still writes nothing; memory is measured in benchmarks/import_big.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import orjson
+import pytest
+from conftest import TRACES_JSONL
+
+from tracetag import importing
+from tracetag.api import TracetagClient
+from tracetag.store.paths import orphan_files
+
+LINES = TRACES_JSONL.read_bytes().splitlines()
+
+
+@pytest.fixture
+def big(monkeypatch):
+    """Every file counts as big (the conformance file is 1 MB, not 64)."""
+    monkeypatch.setattr(importing, "BIG_FILE", 0)
+
+
+def _store_files(path) -> dict:
+    return {p.name: p.read_bytes() for p in path.parent.glob(path.name + "*")}
+
+
+def _export(path) -> bytes:
+    out = path.parent / "export.jsonl"
+    with open(out, "wb") as fh:
+        TracetagClient(path).export_traces(fh)
+    return out.read_bytes()
+
+
+def _whole_and_staged(tmp_path, monkeypatch, data: bytes, name: str):
+    src = tmp_path / name
+    src.write_bytes(data)
+    whole, staged = tmp_path / "whole" / "s.json", tmp_path / "staged" / "s.json"
+    a = TracetagClient(whole).import_files([str(src)])
+    monkeypatch.setattr(importing, "BIG_FILE", 0)
+    b = TracetagClient(staged).import_files([str(src)])
+    monkeypatch.setattr(importing, "BIG_FILE", 64 << 20)
+    return (whole, a), (staged, b)
+
+
+@pytest.mark.parametrize("form", ["lines", "array", "pretty array", "bom"])
+def test_a_big_file_imports_as_a_file_read_whole_does(tmp_path, monkeypatch, form):
+    values = [orjson.loads(line) for line in LINES]
+    data = {
+        "lines": b"\n".join(LINES) + b"\n",
+        "array": orjson.dumps(values),
+        "pretty array": json.dumps(values, indent=2).encode(),
+        "bom": b"\xef\xbb\xbf" + b"\n".join(LINES),
+    }[form]
+    (whole, a), (staged, b) = _whole_and_staged(tmp_path, monkeypatch, data, "t.json")
+    assert (a.new, a.updated) == (b.new, b.updated) == (320, 0)
+    assert _export(staged) == _export(whole)
+    client = TracetagClient(staged)
+    assert client.store.info()["journal_records"] == 0  # one new base, no journal record
+    exps = TracetagClient(whole).list_experiments()
+    assert [e["experiment_id"] for e in client.list_experiments()] == [
+        e["experiment_id"] for e in exps
+    ]
+    assert len(exps) > 1
+    assert [p.name for p in staged.parent.iterdir() if "-import." in p.name] == []
+
+
+def test_a_big_import_keeps_the_journal_and_replaces_what_it_brings(tmp_path, big, cli):
+    path = tmp_path / "s.json"
+    src = tmp_path / "t.jsonl"
+    src.write_bytes(b"\n".join(LINES[:100]))
+    client = TracetagClient(path)
+    client.import_files([str(src)])
+    ids = [orjson.loads(line)["info"]["trace_id"] for line in LINES]
+    client.set_trace_tag(ids[5], "reviewed", "yes")  # a trace the next import brings again
+    client.set_trace_tag(ids[50], "kept", "yes")  # one it does not
+    # The next file: traces 0-9 again (5 replaced, its journal tag gone with it), 200 new,
+    # and trace 300 twice (the last one wins).
+    again = [orjson.loads(line) for line in LINES[:10] + LINES[100:300] + LINES[300:301]]
+    twice = {**again[-1], "info": {**again[-1]["info"], "tags": {"which": "second"}}}
+    src.write_bytes(b"\n".join(orjson.dumps(v) for v in [again[-1], *again[:-1], twice]))
+    summary = client.import_files([str(src)])
+    assert (summary.new, summary.updated) == (201, 10)
+    assert client.get_trace(ids[5]).info.tags.get("reviewed") is None
+    assert client.get_trace(ids[50]).info.tags["kept"] == "yes"
+    assert client.get_trace(ids[300]).info.tags["which"] == "second"
+    assert len(client.search_traces(max_results=None)) == 301
+    out = cli("--store", str(path), "search", "-f", "tags.which = 'second'", "-o", "ids")
+    assert out.stdout.split() == [ids[300]]
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (b"\n".join([*LINES[:3], b"{not json", *LINES[3:5]]), "line 4: invalid JSON"),
+        (b"[" + b",".join([*LINES[:2], b'{"info": 1}']) + b"]", "item 3: not a trace"),
+        (b"[" + b",".join(LINES[:2]) + b" x]", "item 2: expected ',' or ']'"),
+        (b"[" + b",".join(LINES[:2]), "item 2: the file ends before the ']'"),
+    ],
+)
+def test_a_bad_record_writes_nothing_and_says_where(tmp_path, big, cli, data, error):
+    path = tmp_path / "s.json"
+    TracetagClient(path).import_files([str(TRACES_JSONL)])
+    TracetagClient(path).set_trace_tag(orjson.loads(LINES[0])["info"]["trace_id"], "k", "v")
+    before = _store_files(path)
+    src = tmp_path / "bad.json"
+    src.write_bytes(data)
+    result = cli("--store", str(path), "import", str(src))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"tracetag: error: {src}: {error}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _store_files(path) == before  # nothing written, no staging file left
+
+
+def test_skip_invalid_imports_the_rest_of_a_big_file(tmp_path, big, cli):
+    path = tmp_path / "s.json"
+    src = tmp_path / "t.jsonl"
+    src.write_bytes(b"\n".join([LINES[0], b"{broken", LINES[1], b'{"info": {}}', LINES[2]]))
+    result = cli("--store", str(path), "import", "--skip-invalid", str(src), "-o", "json")
+    assert result.exit_code == 1  # (some records were skipped)
+    report = json.loads(result.stdout)
+    assert report["new"] == 3
+    assert [r["line"] for r in report["invalid"]] == [2, 4]
+
+
+def test_otlp_and_stdin_are_read_whole(tmp_path, big):
+    """OTLP's spans must all be assembled before a trace exists; stdin has no size."""
+    path = tmp_path / "s.json"
+    client = TracetagClient(path)
+    otlp = tmp_path / "o.json"
+    otlp.write_text(json.dumps({"resourceSpans": []}))
+    assert not importing.staged_import_applies(client, [str(otlp)], None)
+    assert not importing.staged_import_applies(client, ["-"], None)
+    assert importing.staged_import_applies(client, [str(TRACES_JSONL)], None)
+
+
+@pytest.mark.slow
+def test_kill_9_while_staging_leaves_the_store_as_it_was(tmp_path):
+    """The store is untouched until the fold; the staged files of a killed import are
+    garbage once its process is gone, and the next compaction removes them."""
+    path = tmp_path / "s.json"
+    TracetagClient(path).import_files([str(TRACES_JSONL)])
+    before = _store_files(path)
+    src = tmp_path / "t.jsonl"
+    with open(src, "wb") as fh:
+        for i in range(60):  # the same traces under other ids: slow enough to be killed
+            for line in LINES:
+                v = orjson.loads(line)
+                v["info"]["trace_id"] = v["info"]["trace_id"][:-4] + f"{i:04d}"
+                fh.write(orjson.dumps(v) + b"\n")
+    script = textwrap.dedent(
+        f"""
+        from tracetag import importing
+        from tracetag.api import TracetagClient
+        importing.BIG_FILE = 0
+        TracetagClient({str(path)!r}).import_files([{str(src)!r}])
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    staged = path.with_name(f"s.json-import.{proc.pid}")
+    while not (staged.exists() and staged.stat().st_size > 100_000):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    assert staged not in orphan_files(path, path.with_name("s.json-spans"))  # still running
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _store_files(path) == before | {
+        p.name: p.read_bytes() for p in tmp_path.glob("s.json-import.*")
+    }
+    assert staged in orphan_files(path, path.with_name("s.json-spans"))
+    client = TracetagClient(path)
+    client.store.compact()
+    assert list(tmp_path.glob("s.json-import.*")) == []
+    assert len(client.search_traces(max_results=None)) == 320

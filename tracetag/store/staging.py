@@ -1,0 +1,144 @@
+"""Moving span records and documents in bulk: a big import staged beside the store and folded
+into the base in one atomic write, and a vacuum's copy of the live span records.
+
+A big import (``Store.import_staged``) does not go through the journal: every command would
+replay a journal holding a million documents, and the importing process would hold them all.
+Its traces are checked and encoded batch by batch into two files beside the store (their
+documents, their span records), so memory follows a batch, not the file; nothing the store
+reads changes meanwhile. Then, under the lock, the staged span records are appended to the span
+file and a new base is written as a compaction writes one (the journal folded in), with the
+staged documents added and the traces they replace left out: one atomic rename, so the whole
+import lands or none of it does. A crash before it leaves only the staged files (removed by
+the next compaction, named by ``store check``) and, at worst, span bytes no document points
+at (reclaimed by ``store vacuum``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..filters.spans import span_summary
+from ..schema import check_trace, encode_spans
+from .base import BaseFile, loads_doc
+from .files import fsync_dir, id_from_key, id_key, record_line
+from .paths import PRIVATE_DIR, create_file, file_mode
+
+if TYPE_CHECKING:
+    from .local import Store
+
+
+class Staged:
+    """Traces checked and encoded into files beside the store, waiting to be folded in."""
+
+    def __init__(self, store: Store):
+        BaseFile(store.path).close()  # (refuses a file that is not a store before anything)
+        folder = store.path.parent
+        self._made_folder = None if folder.exists() else folder
+        folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        self._store_path = store.path
+        stem = f"{store.path.name}-import.{os.getpid()}"
+        self.docs_path = store.path.with_name(stem)
+        self.spans_path = store.path.with_name(stem + "-spans")
+        mode = file_mode(store.path)
+        self._docs = open(create_file(self.docs_path, mode), "wb")  # noqa: SIM115 - discard()
+        self._spans = open(create_file(self.spans_path, mode), "wb")  # noqa: SIM115
+        self.ids: dict[str, int] = {}  # id -> its line (a trace given twice: the last wins)
+        self.experiments: list[dict[str, Any]] = []  # records of experiments to create
+        self._lines = 0
+        self._span_bytes = 0
+
+    def add(self, doc: dict[str, Any], spans: list[dict[str, Any]]) -> None:
+        """Check and stage one trace (info document, span dicts), as ``put_traces`` would
+        (:class:`InvalidInput` says why the store refuses it)."""
+        check_trace(doc, spans, encode=False)
+        record = record_line(encode_spans(doc["trace_id"], spans))
+        body = orjson.dumps({**doc, **span_summary(spans)})
+        where = b"%d %d " % (self._span_bytes, len(record))
+        self._docs.write(where + id_key(doc["trace_id"]) + b"\t" + body + b"\n")
+        self._spans.write(record)
+        self._span_bytes += len(record)
+        self.ids[doc["trace_id"]] = self._lines
+        self._lines += 1
+
+    def finish(self) -> None:
+        """Make the staged files durable (before anything points at them)."""
+        for fh in (self._docs, self._spans):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+
+    def append_spans(self, span_file: Path) -> int:
+        """Append the staged span records to the store's ``span_file`` (fsynced); where they
+        start in it."""
+        fd = create_file(span_file, file_mode(span_file), os.O_WRONLY | os.O_APPEND)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            with open(self.spans_path, "rb") as src, open(fd, "wb", closefd=False) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)  # (nothing points at them yet: leave no partial tail)
+            raise
+        finally:
+            os.close(fd)
+        return start
+
+    def documents(self, spans_start: int) -> Iterator[tuple[str, bytes]]:
+        """(id, document bytes) of each staged trace once, its ``spans_at`` pointing at its
+        record in the store's span file (the staged records start at ``spans_start`` there)."""
+        with open(self.docs_path, "rb") as fh:
+            for n, line in enumerate(fh):
+                offset, length, rest = line.split(b" ", 2)
+                key, body = rest.rstrip(b"\n").split(b"\t", 1)
+                tid = id_from_key(key[1:-1])
+                if self.ids.get(tid) != n:
+                    continue  # given again later in the import
+                at = b',"spans_at":[%d,%s]}' % (spans_start + int(offset), length)
+                yield tid, body[:-1] + at
+
+    def discard(self) -> None:
+        for fh in (self._docs, self._spans):
+            fh.close()
+        for path in (self.docs_path, self.spans_path):
+            path.unlink(missing_ok=True)
+        if self._made_folder is not None and not self._store_path.exists():
+            with contextlib.suppress(OSError):  # (a failed import leaves no folder behind)
+                self._made_folder.rmdir()
+
+
+def copy_live_spans(
+    base: BaseFile, old: Path, new: Path, docs: Iterable[tuple[str, bytes, dict | None]]
+) -> dict[str, list[int]]:
+    """Copy the span lines the documents point at into ``new`` (fsynced); new locations by id."""
+    moved: dict[str, list[int]] = {}
+    try:
+        src = open(old, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        src = None
+    try:
+        fd = create_file(new, file_mode(base.path))
+        with open(fd, "wb") as dst:
+            offset = 0
+            for tid, raw, doc in docs:
+                loc = (doc if doc is not None else loads_doc(base, tid, raw)).get("spans_at")
+                if not loc or src is None:
+                    continue
+                src.seek(loc[0])
+                line = src.read(loc[1])
+                dst.write(line)
+                moved[tid] = [offset, len(line)]
+                offset += len(line)
+            dst.flush()
+            os.fsync(dst.fileno())
+    finally:
+        if src is not None:
+            src.close()
+    fsync_dir(new)
+    return moved
