@@ -192,7 +192,8 @@ def import_(
 
     All files are one write: a bad record aborts the whole import (nothing is written) unless
     --skip-invalid. A trace already in the store is updated, not duplicated; OTLP spans of one
-    trace may be spread over requests and files, and join the trace already stored.
+    trace may be spread over requests and files, and join the trace already stored. A JSON
+    file over 64 MB is read a trace at a time, so memory does not grow with it.
 
     \b
     Example: tracetag import traces.jsonl
