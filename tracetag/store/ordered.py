@@ -184,8 +184,8 @@ def _span_file_plan(store: Any, base: BaseFile, node: Any, documents: int) -> li
     if holders is None:
         return None
     return [
-        f"plan: through the span file: the {len(holders):,} traces whose span records hold "
-        f"{needle.decode()!r} (a byte search of the span file); the filter judges each"
+        f"plan: through the span file: the {len(holders):,} traces whose span records hold",
+        f"      {needle.decode()!r} (a byte search of the span file); the filter judges each",
     ]
 
 
