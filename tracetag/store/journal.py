@@ -125,12 +125,8 @@ class Overlay:
         get: Callable[[str], dict | None],
     ) -> Iterator[tuple[str, bytes, dict | None]]:
         deleted = self.deleted
-        if touched or deleted:
-            for tid, raw in base.iter_holding(needle):
-                if tid not in deleted and tid not in touched:
-                    yield tid, raw, None
-        else:
-            for tid, raw in base.iter_holding(needle):
+        for tid, raw in base.iter_holding(needle):
+            if tid not in deleted and tid not in touched:
                 yield tid, raw, None
         for tid in touched:
             doc = None if tid in deleted else get(tid)
