@@ -644,7 +644,7 @@ def span_section(
     cmds += [
         tracetag_cmd(store_path, "search", "-f", flt, "--all", "-o", "ids") for flt in SPAN_FILTERS
     ]
-    times, ratios = interleaved(cmds, max(repeat, 7))
+    times, ratios = interleaved(cmds, max(repeat, 15))
     rows = [
         ("floor: read and parse every span record once", f"{times[0]:.3f} s", "1.00x"),
         ("floor: that, plus the trace infos", f"{times[1]:.3f} s", f"{ratios[1]:.2f}x"),
