@@ -181,3 +181,33 @@ def test_kill_9_while_staging_leaves_the_store_as_it_was(tmp_path):
     client.store.compact()
     assert list(tmp_path.glob("s.json-import.*")) == []
     assert len(client.search_traces(max_results=None)) == 320
+
+
+def test_a_write_while_the_import_stages_is_kept(tmp_path, big, monkeypatch):
+    """Staging takes no lock: another process's tag write meanwhile lands in the journal,
+    and the fold (under the lock) keeps it."""
+    from tracetag.store.staging import Staged
+
+    path = tmp_path / "s.json"
+    src = tmp_path / "t.jsonl"
+    src.write_bytes(b"\n".join(LINES[:50]))
+    TracetagClient(path).import_files([str(src)])
+    other = orjson.loads(LINES[10])["info"]["trace_id"]
+    real_add = Staged.add
+    written: list[str] = []
+
+    def add_and_meanwhile(self, doc, spans):
+        if not written:
+            script = f"from tracetag.api import TracetagClient; TracetagClient({str(path)!r})"
+            script += f".set_trace_tag({other!r}, 'meanwhile', 'yes')"
+            subprocess.run([sys.executable, "-c", script], check=True)
+            written.append(other)
+        real_add(self, doc, spans)
+
+    monkeypatch.setattr(Staged, "add", add_and_meanwhile)
+    src.write_bytes(b"\n".join(LINES[100:200]))
+    summary = TracetagClient(path).import_files([str(src)])
+    assert (summary.new, summary.updated) == (100, 0) and written
+    client = TracetagClient(path)
+    assert client.get_trace(other).info.tags["meanwhile"] == "yes"
+    assert len(client.search_traces(max_results=None)) == 150
