@@ -193,21 +193,47 @@ def test_a_write_while_the_import_stages_is_kept(tmp_path, big, monkeypatch):
     src.write_bytes(b"\n".join(LINES[:50]))
     TracetagClient(path).import_files([str(src)])
     other = orjson.loads(LINES[10])["info"]["trace_id"]
-    real_add = Staged.add
+    real_put = Staged.put
     written: list[str] = []
 
-    def add_and_meanwhile(self, doc, spans):
+    def put_and_meanwhile(self, *encoded):
         if not written:
             script = f"from tracetag.api import TracetagClient; TracetagClient({str(path)!r})"
             script += f".set_trace_tag({other!r}, 'meanwhile', 'yes')"
             subprocess.run([sys.executable, "-c", script], check=True)
             written.append(other)
-        real_add(self, doc, spans)
+        real_put(self, *encoded)
 
-    monkeypatch.setattr(Staged, "add", add_and_meanwhile)
+    monkeypatch.setattr(Staged, "put", put_and_meanwhile)
     src.write_bytes(b"\n".join(LINES[100:200]))
     summary = TracetagClient(path).import_files([str(src)])
     assert (summary.new, summary.updated) == (100, 0) and written
     client = TracetagClient(path)
     assert client.get_trace(other).info.tags["meanwhile"] == "yes"
     assert len(client.search_traces(max_results=None)) == 150
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_json_lines_encoded_by_worker_processes_number_lines_as_one_process(
+    tmp_path, big, cli, monkeypatch, workers
+):
+    """The pieces a worker encodes are a few lines each here: the traces, their order and a
+    bad line's number are those of one process reading the file."""
+    monkeypatch.setattr(importing, "_PIECE", 4096)
+    monkeypatch.setattr(importing, "_workers", lambda _path: workers)
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(b"\n".join(LINES) + b"\n")
+    path = tmp_path / "s.json"
+    assert TracetagClient(path).import_files([str(good)]).new == 320
+    monkeypatch.setattr(importing, "BIG_FILE", 64 << 20)
+    whole = tmp_path / "whole" / "s.json"
+    TracetagClient(whole).import_files([str(good)])
+    assert _export(path) == _export(whole)
+    monkeypatch.setattr(importing, "BIG_FILE", 0)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join([*LINES[:250], b"", b"{oops", *LINES[250:]]))
+    result = cli("--store", str(tmp_path / "t.json"), "import", str(bad))
+    assert result.stderr.startswith(f"tracetag: error: {bad}: line 252: invalid JSON")
+    args = ("--store", str(tmp_path / "t.json"), "import", "--skip-invalid", "-o", "json")
+    report = json.loads(cli(*args, str(bad)).stdout)
+    assert [r["line"] for r in report["invalid"]] == [252] and report["new"] == 320

@@ -57,14 +57,15 @@ class Staged:
     def add(self, doc: dict[str, Any], spans: list[dict[str, Any]]) -> None:
         """Check and stage one trace (info document, span dicts), as ``put_traces`` would
         (:class:`InvalidInput` says why the store refuses it)."""
-        check_trace(doc, spans, encode=False)
-        record = record_line(encode_spans(doc["trace_id"], spans))
-        body = orjson.dumps({**doc, **span_summary(spans)})
+        self.put(*encode_staged(doc, spans))
+
+    def put(self, trace_id: str, body: bytes, record: bytes) -> None:
+        """Stage one trace :func:`encode_staged` checked and encoded (perhaps elsewhere)."""
         where = b"%d %d " % (self._span_bytes, len(record))
-        self._docs.write(where + id_key(doc["trace_id"]) + b"\t" + body + b"\n")
+        self._docs.write(where + id_key(trace_id) + b"\t" + body + b"\n")
         self._spans.write(record)
         self._span_bytes += len(record)
-        self.ids[doc["trace_id"]] = self._lines
+        self.ids[trace_id] = self._lines
         self._lines += 1
 
     def finish(self) -> None:
@@ -111,6 +112,14 @@ class Staged:
         if self._made_folder is not None and not self._store_path.exists():
             with contextlib.suppress(OSError):  # (a failed import leaves no folder behind)
                 self._made_folder.rmdir()
+
+
+def encode_staged(doc: dict[str, Any], spans: list[dict[str, Any]]) -> tuple[str, bytes, bytes]:
+    """One trace checked as the store checks it and encoded as it stores it: (id, document
+    JSON with its span summary, span record line). Pure, so import workers can run it."""
+    check_trace(doc, spans, encode=False)
+    record = record_line(encode_spans(doc["trace_id"], spans))
+    return doc["trace_id"], orjson.dumps({**doc, **span_summary(spans)}), record
 
 
 def copy_live_spans(
