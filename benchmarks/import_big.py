@@ -1,6 +1,6 @@
 """Importing a big MLflow trace file into the file store: traces per second and peak memory,
-staged a trace at a time (files over 64 MB) against the same file read whole (a smaller file:
-read whole, a million would not fit in this machine's memory).
+staged in pieces by worker processes (files over 64 MB), against a smaller file read whole (a
+million read whole would not fit in this machine's memory).
 
     python benchmarks/import_big.py --traces 1000000
 """
@@ -62,7 +62,8 @@ def main() -> None:
     print("| import | traces/s | peak RSS | target |")
     print("| --- | --- | --- | --- |")
     print(
-        f"| {args.traces:,} traces, {size / 2**20:,.0f} MiB, a trace at a time | {rate:,.0f} | "
+        f"| {args.traces:,} traces, {size / 2**20:,.0f} MiB, in pieces by worker processes | "
+        f"{rate:,.0f} | "
         f"{rss:,.0f} MiB | >= 25,000/s; <= 500 MiB |"
     )
     print(
