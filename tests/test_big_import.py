@@ -237,3 +237,25 @@ def test_json_lines_encoded_by_worker_processes_number_lines_as_one_process(
     args = ("--store", str(tmp_path / "t.json"), "import", "--skip-invalid", "-o", "json")
     report = json.loads(cli(*args, str(bad)).stdout)
     assert [r["line"] for r in report["invalid"]] == [252] and report["new"] == 320
+
+
+@pytest.mark.parametrize("form", ["lines", "array"])
+def test_a_big_import_reports_its_progress_in_bytes(tmp_path, big, monkeypatch, form):
+    monkeypatch.setattr(importing, "_PIECE", 4096)
+    src = tmp_path / "t.json"
+    values = [orjson.loads(line) for _ in range(4) for line in LINES]
+    for i, v in enumerate(values):
+        v["info"]["trace_id"] = v["info"]["trace_id"][:-4] + f"{i:04d}"
+    if form == "lines":
+        src.write_bytes(b"\n".join(orjson.dumps(v) for v in values))
+    else:
+        src.write_bytes(orjson.dumps(values))
+    seen: list[tuple[int, int]] = []
+    summary = TracetagClient(tmp_path / "s.json").import_files(
+        [str(src)], progress=lambda done, total: seen.append((done, total))
+    )
+    assert summary.new == 1280
+    size = src.stat().st_size
+    assert len(seen) >= 2 and seen[-1] == (size, size)
+    assert all(total == size for _d, total in seen)
+    assert [d for d, _t in seen] == sorted(d for d, _t in seen) and seen[0][0] < size

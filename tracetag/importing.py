@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +58,13 @@ def import_files(
     format: str | None = None,
     experiment: str | None = None,
     labels: str = "tag",
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import files by name (``-``: stdin) in one write: big JSON files into the file store a
-    trace at a time (:func:`import_big_files`), anything else read whole."""
+    piece at a time (:func:`import_big_files`; ``progress(bytes read, bytes in all)`` as it
+    goes), anything else read whole."""
     if staged_import_applies(client, files, format):
-        return import_big_files(client, files, skip_invalid)
+        return import_big_files(client, files, skip_invalid, progress)
     sources = [(file, read_input(file)) for file in files]
     return import_sources(client, sources, skip_invalid, format, experiment, labels)
 
@@ -235,7 +237,10 @@ def _sniff_json(path: str) -> bool:
 
 
 def import_big_files(
-    client: TracetagClient, files: Sequence[str], skip_invalid: bool
+    client: TracetagClient,
+    files: Sequence[str],
+    skip_invalid: bool,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import big JSON files into the file store with memory bounded by a piece of the file:
     each trace is read, checked and staged beside the store (store/staging.py; JSON lines by
@@ -249,9 +254,13 @@ def import_big_files(
     invalid: list[tuple[int | str, str]] = []
     experiments: set[str] = set()
     many = len(files) > 1
+    total = sum(os.path.getsize(f) for f in files)
+    before = 0  # bytes of the files before
     try:
         for file in files:
-            for number, unit, found in _encoded(file):
+            for number, unit, found, pos in _encoded(file):
+                if progress is not None and number % 1024 == 0:
+                    progress(before + pos, total)
                 if isinstance(found, str):
                     if not skip_invalid:
                         raise ImportFormatError(f"{file}: {unit} {number}: {found}")
@@ -260,6 +269,9 @@ def import_big_files(
                 experiment, *encoded = found
                 staged.put(*encoded)
                 experiments.add(experiment)
+            before += os.path.getsize(file)
+        if progress is not None:
+            progress(total, total)
         if not staged.ids:
             return ImportSummary(0, 0, invalid)
         with client.snapshot() as snap:
@@ -292,23 +304,23 @@ def _encode(value: Any) -> Encoded | str:
         return str(e) if isinstance(e, ValueError | InvalidInput) else f"missing or wrong field {e}"
 
 
-def _encoded(path: str) -> Iterator[tuple[int, str, Encoded | str]]:
-    """(number, ``line`` or ``item``, the record encoded or what is wrong with it) of each
-    record of a file, in order. JSON lines are encoded by worker processes, a piece of the
-    file each, when this process may fork (one thread): reading, converting and checking is
-    nearly all of an import's time, and it parallelises."""
+def _encoded(path: str) -> Iterator[tuple[int, str, Encoded | str, int]]:
+    """(number, ``line`` or ``item``, the record encoded or what is wrong with it, bytes of
+    the file read so far) of each record of a file, in order. JSON lines are encoded by worker
+    processes, a piece of the file each, when this process may fork (one thread): reading,
+    converting and checking is nearly all of an import's time, and it parallelises."""
     workers = _workers(path)
     if workers < 2:
-        for number, unit, value in _records(path):
-            yield number, unit, _encode(value)
+        for number, unit, value, pos in _records(path):
+            yield number, unit, _encode(value), pos
         return
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         before = 0  # lines in the pieces before
-        for count, results in pool.imap(_encode_piece, _pieces(path)):
+        for count, end, results in pool.imap(_encode_piece, _pieces(path)):
             for lineno, found in results:
-                yield before + lineno, "line", found
+                yield before + lineno, "line", found, end
             before += count
 
 
@@ -339,8 +351,11 @@ def _pieces(path: str) -> Iterator[tuple[str, int, int]]:
             start = end
 
 
-def _encode_piece(piece: tuple[str, int, int]) -> tuple[int, list[tuple[int, Encoded | str]]]:
-    """In a worker: (lines in the piece, [(line number within it, encoded or error)])."""
+def _encode_piece(
+    piece: tuple[str, int, int],
+) -> tuple[int, int, list[tuple[int, Encoded | str]]]:
+    """In a worker: (lines in the piece, where it ends, [(line number within it, encoded or
+    error)])."""
     path, start, end = piece
     with open(path, "rb") as fh:
         fh.seek(start)
@@ -356,12 +371,12 @@ def _encode_piece(piece: tuple[str, int, int]) -> tuple[int, list[tuple[int, Enc
         except orjson.JSONDecodeError as e:
             value = ValueError(f"invalid JSON ({str(e).split(':')[0]})")
         out.append((lineno, _encode(value)))
-    return len(lines), out
+    return len(lines), end, out
 
 
-def _records(path: str) -> Iterator[tuple[int, str, Any]]:
-    """(number, ``line`` or ``item``, JSON value or the error reading it) of each record of a
-    JSON lines file or a JSON array, read a piece at a time."""
+def _records(path: str) -> Iterator[tuple[int, str, Any, int]]:
+    """(number, ``line`` or ``item``, JSON value or the error reading it, bytes of the file
+    read so far) of each record of a JSON lines file or a JSON array, read a piece at a time."""
     with open(path, "rb") as fh:
         start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0  # a UTF-8 byte order mark
         fh.seek(start)
@@ -369,15 +384,17 @@ def _records(path: str) -> Iterator[tuple[int, str, Any]]:
         fh.seek(start)
         if lead == b"[":
             for number, value in _array_values(fh, path, _ARRAY_ITEM_MAX):
-                yield number, "item", value
+                yield number, "item", value, fh.tell()
             return
+        pos = start
         for lineno, line in enumerate(fh, 1):
+            pos += len(line)
             if not line.strip():
                 continue
             try:
-                yield lineno, "line", orjson.loads(line)
+                yield lineno, "line", orjson.loads(line), pos
             except orjson.JSONDecodeError as e:
-                yield lineno, "line", ValueError(f"invalid JSON ({str(e).split(':')[0]})")
+                yield lineno, "line", ValueError(f"invalid JSON ({str(e).split(':')[0]})"), pos
 
 
 def _array_values(fh: Any, source: str, item_max: int) -> Iterator[tuple[int, Any]]:

@@ -193,7 +193,8 @@ def import_(
     All files are one write: a bad record aborts the whole import (nothing is written) unless
     --skip-invalid. A trace already in the store is updated, not duplicated; OTLP spans of one
     trace may be spread over requests and files, and join the trace already stored. A JSON
-    file over 64 MB is read a trace at a time, so memory does not grow with it.
+    file over 64 MB is read in pieces, so memory does not grow with it (a progress bar shows on
+    a terminal).
 
     \b
     Example: tracetag import traces.jsonl
@@ -201,9 +202,15 @@ def import_(
     """
     st = _state(ctx)
     st.creates = True
-    summary = st.client.import_files(
-        files, skip_invalid=skip_invalid, format=format, experiment=experiment, labels=labels
-    )
+    with _render().progress("importing") as bar:
+        summary = st.client.import_files(
+            files,
+            skip_invalid=skip_invalid,
+            format=format,
+            experiment=experiment,
+            labels=labels,
+            progress=bar,
+        )
     _render().import_summary(summary, output or "text")
     if summary.invalid:
         raise typer.Exit(1)
