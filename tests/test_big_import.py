@@ -177,6 +177,13 @@ def test_kill_9_while_staging_leaves_the_store_as_it_was(tmp_path):
         p.name: p.read_bytes() for p in tmp_path.glob("s.json-import.*")
     }
     assert staged in orphan_files(path, path.with_name("s.json-spans"))
+    from typer.testing import CliRunner
+
+    from tracetag.cli import app
+
+    check = CliRunner().invoke(app, ["--store", str(path), "store", "check"])
+    assert "left by interrupted compactions or imports" in check.stdout
+    assert staged.name in check.stdout
     client = TracetagClient(path)
     client.store.compact()
     assert list(tmp_path.glob("s.json-import.*")) == []

@@ -255,7 +255,7 @@ def _check_spans(store: Store, report: CheckReport, meta: dict, merged: dict) ->
     if orphans:
         size = sum(p.stat().st_size for p in orphans if p.exists())
         report.warnings.append(
-            f"{len(orphans)} files left by interrupted compactions ({size} bytes): "
+            f"{len(orphans)} files left by interrupted compactions or imports ({size} bytes): "
             + ", ".join(p.name for p in orphans)
             + "; the next compaction removes them ('tracetag store compact')"
         )
