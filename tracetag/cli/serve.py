@@ -107,20 +107,23 @@ def serve(
 def _run_until_signalled(receiver: Any) -> None:
     """Serve until SIGINT or SIGTERM, then stop as :meth:`Receiver.stop` does."""
     import signal
-    import threading
+    import time
 
     from .output import err
 
-    stop = threading.Event()
+    # A flag, not a threading.Event: the handler runs in the main thread between two of its
+    # steps, and Event.set() there would wait for the lock Event.wait() holds in that same
+    # thread (a SIGTERM could hang the server for good).
+    signalled: list[int] = []
 
-    def on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
+    def on_signal(signum: int, _frame: Any) -> None:
+        signalled.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     receiver.start()
-    while not stop.wait(0.5):
-        pass
+    while not signalled:
+        time.sleep(0.2)
     err("tracetag: stopping: answering the requests in hand")
     receiver.stop()
 
