@@ -391,3 +391,18 @@ def test_other_methods_get_501_and_stopping_does_not_wait_for_their_connections(
     r.stop()  # the keep-alive connection above is idle: closed, not waited for
     assert time.monotonic() - start < 5
     conn.close()
+
+
+@pytest.mark.slow
+def test_every_sigterm_stops_the_server(store_path):
+    """A signal lands at any moment of the main thread's wait: each one stops the server
+    (a handler that took a lock the interrupted wait held hung it, now and then, for good)."""
+    for i in range(12):
+        serve = Serve(store_path)
+        time.sleep(0.05 + 0.1 * (i % 4))
+        serve.proc.send_signal(signal.SIGTERM)
+        try:
+            assert serve.proc.wait(timeout=10) == 0
+        finally:
+            serve.proc.kill()
+            serve.proc.stderr.close()
