@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 pytest.importorskip("textual", reason="the terminal UI's tests need the ui extra")
-from textual.widgets import DataTable, Static, Tree
+from textual.widgets import DataTable, Input, Static, Tree
 
 from tracetag.api import TracetagClient
 from tracetag.cli import app as cli_app
@@ -208,6 +208,8 @@ def test_screens(local_conformance_store, tmp_path, snap_compare, size, view):
     async def before(pilot):
         await _settle(app, pilot)
         await pilot.press(*keys)
+        for field in app.query(Input):  # a blinking cursor is caught shown or hidden at random
+            field.cursor_blink = False
         await _settle(app, pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
