@@ -7,9 +7,6 @@ trace id, and a trace already stored gets the new spans merged in, inside the wr
 
 from __future__ import annotations
 
-import codecs
-import io
-import json
 import os
 import sys
 import time
@@ -20,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import ImportFormatError, InvalidInput
-from .formats import IMPORT_FORMATS
+from .formats import BOM, IMPORT_FORMATS, invalid_json
 from .model import trace_to_doc
 from .schema import check_trace, next_experiment_id
 
@@ -216,10 +213,11 @@ def staged_import_applies(client: TracetagClient, files: Sequence[str], format: 
 
 
 def _sniff_json(path: str) -> bool:
+    import io
+
     from .otlp import is_json_request
 
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 20).removeprefix(b"\xef\xbb\xbf").lstrip()
+    head = _head(path, 1 << 20)
     if head[:1] == b"[":
         first = _array_values(io.BytesIO(head), "-", 1 << 20)
         try:
@@ -254,10 +252,11 @@ def import_big_files(
     invalid: list[tuple[int | str, str]] = []
     experiments: set[str] = set()
     many = len(files) > 1
-    total = sum(os.path.getsize(f) for f in files)
+    sizes = [os.path.getsize(f) for f in files]
+    total = sum(sizes)
     before = 0  # bytes of the files before
     try:
-        for file in files:
+        for file, size in zip(files, sizes, strict=True):
             for number, unit, found, pos in _encoded(file):
                 if progress is not None and number % 1024 == 0:
                     progress(before + pos, total)
@@ -269,7 +268,7 @@ def import_big_files(
                 experiment, *encoded = found
                 staged.put(*encoded)
                 experiments.add(experiment)
-            before += os.path.getsize(file)
+            before += size
         if progress is not None:
             progress(total, total)
         if not staged.ids:
@@ -328,11 +327,37 @@ def _workers(path: str) -> int:
     """How many processes encode ``path``: one per core for JSON lines, when forking is safe."""
     import threading
 
-    if not hasattr(os, "fork") or threading.active_count() > 1:
+    if not hasattr(os, "fork") or threading.active_count() > 1 or _is_array(path):
         return 1
+    return min(os.cpu_count() or 1, 4)
+
+
+def _start(fh: Any) -> int:
+    """Where the JSON of the file ``fh`` starts (after a byte order mark); ``fh`` is left
+    there."""
+    start = len(BOM) if fh.read(len(BOM)) == BOM else 0
+    fh.seek(start)
+    return start
+
+
+def _head(path: str, size: int) -> bytes:
+    """The first ``size`` bytes of JSON of the file at ``path``, from its first non-space."""
     with open(path, "rb") as fh:
-        head = fh.read(1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
-    return 1 if head[:1] == b"[" else min(os.cpu_count() or 1, 4)
+        _start(fh)
+        return fh.read(size).lstrip()
+
+
+def _is_array(path: str) -> bool:
+    return _head(path, 1 << 16)[:1] == b"["
+
+
+def _line_value(line: bytes) -> Any:
+    """One JSON lines record parsed, or the ValueError saying it is not JSON (given back, not
+    raised: the caller names its line)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        return ValueError(invalid_json(e))
 
 
 _PIECE = 4 << 20  # bytes of JSON lines a worker encodes at a time
@@ -342,7 +367,7 @@ def _pieces(path: str) -> Iterator[tuple[str, int, int]]:
     """(path, start, end) of consecutive pieces of whole lines."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
-        start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0
+        start = _start(fh)
         while start < size:
             fh.seek(min(start + _PIECE, size))
             fh.readline()  # to the end of the line the piece ends in
@@ -364,42 +389,33 @@ def _encode_piece(
         lines.pop()
     out: list[tuple[int, Encoded | str]] = []
     for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            value: Any = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            value = ValueError(f"invalid JSON ({str(e).split(':')[0]})")
-        out.append((lineno, _encode(value)))
+        if line.strip():
+            out.append((lineno, _encode(_line_value(line))))
     return len(lines), end, out
 
 
 def _records(path: str) -> Iterator[tuple[int, str, Any, int]]:
     """(number, ``line`` or ``item``, JSON value or the error reading it, bytes of the file
     read so far) of each record of a JSON lines file or a JSON array, read a piece at a time."""
+    array = _is_array(path)
     with open(path, "rb") as fh:
-        start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0  # a UTF-8 byte order mark
-        fh.seek(start)
-        lead = fh.read(1 << 16).lstrip()[:1]
-        fh.seek(start)
-        if lead == b"[":
+        pos = _start(fh)
+        if array:
             for number, value in _array_values(fh, path, _ARRAY_ITEM_MAX):
                 yield number, "item", value, fh.tell()
             return
-        pos = start
         for lineno, line in enumerate(fh, 1):
             pos += len(line)
-            if not line.strip():
-                continue
-            try:
-                yield lineno, "line", orjson.loads(line), pos
-            except orjson.JSONDecodeError as e:
-                yield lineno, "line", ValueError(f"invalid JSON ({str(e).split(':')[0]})"), pos
+            if line.strip():
+                yield lineno, "line", _line_value(line), pos
 
 
 def _array_values(fh: Any, source: str, item_max: int) -> Iterator[tuple[int, Any]]:
     """The items of the JSON array in ``fh``, one at a time (``json``'s ``raw_decode`` on a
     moving window of the text, so an item is held, never the array)."""
+    import codecs
+    import json
+
     decoder = json.JSONDecoder()
     text_of = codecs.getincrementaldecoder("utf-8")()
     buf, pos, number, eof = "", 0, 0, False

@@ -19,6 +19,7 @@ import orjson
 
 from .errors import ImportFormatError, InvalidInput
 from .filters.fields import format_iso_ms, parse_iso_ms
+from .formats import BOM, invalid_json
 from .model import Span, SpanEvent, Trace, TraceData, TraceInfo
 from .schema import check_trace
 
@@ -208,7 +209,7 @@ def json_records(
     """The JSON values of a file, numbered: a document, an array's items, or one per line
     (JSON lines). Returns (numbered values, what a number counts: ``item`` or ``line``, lines
     that are not JSON, when ``skip_invalid``; else the first raises ``ImportFormatError``)."""
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as editors write
+    data = data.removeprefix(BOM)
     stripped = data.strip()
     whole: Any = None
     if stripped[:1] in (b"[", b"{"):
@@ -228,7 +229,7 @@ def json_records(
         try:
             items.append((lineno, orjson.loads(line)))
         except orjson.JSONDecodeError as e:
-            msg = f"invalid JSON ({str(e).split(':')[0]})"
+            msg = invalid_json(e)
             if not skip_invalid:
                 raise ImportFormatError(f"{source}: line {lineno}: {msg}") from None
             invalid.append((lineno, msg))

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ..errors import ImportFormatError
+from ..formats import BOM, invalid_json
 from ..interop import json_records
 from .decode import (
     OtelSpan,
@@ -55,7 +56,7 @@ def _first_json(data: bytes) -> Any:
 
 def detect_format(data: bytes) -> str:
     """``otlp`` for OTLP requests (JSON or protobuf), ``json`` for MLflow or tracetag traces."""
-    data = data.removeprefix(b"\xef\xbb\xbf")
+    data = data.removeprefix(BOM)
     head = data.lstrip()[:1]
     if head not in (b"{", b"["):
         return "otlp" if head else "json"  # not JSON: protobuf; empty: nothing to import
@@ -69,7 +70,7 @@ def read_otlp(
     per line as the Collector's file exporter writes) or protobuf. A record that cannot be
     read raises :class:`ImportFormatError` naming it, unless ``skip_invalid`` (then it is
     listed, and none of its spans are taken)."""
-    data = data.removeprefix(b"\xef\xbb\xbf")
+    data = data.removeprefix(BOM)
     stripped = data.strip()
     if stripped[:1] not in (b"{", b"["):
         try:
@@ -96,6 +97,6 @@ def decode_body(body: bytes, content_type: str) -> list[OtelSpan]:
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as e:
-            raise ValueError(f"invalid JSON ({str(e).split(':')[0]})") from None
+            raise ValueError(invalid_json(e)) from None
         return decode_json_request(obj)
     return decode_protobuf(body, framed=False)[0]
