@@ -517,7 +517,7 @@ class Store:
             return self._compact_locked(vacuum)
 
     def staged(self) -> Staged:
-        """A big import's staging files (staging.py): ``add`` traces one at a time, then
+        """A big import's staging files (staging.py): ``put`` traces one at a time, then
         :meth:`fold` them in; ``discard`` when done either way."""
         return Staged(self)
 

@@ -1,16 +1,17 @@
 """Moving span records and documents in bulk: a big import staged beside the store and folded
 into the base in one atomic write, and a vacuum's copy of the live span records.
 
-A big import (``Store.import_staged``) does not go through the journal: every command would
-replay a journal holding a million documents, and the importing process would hold them all.
-Its traces are checked and encoded batch by batch into two files beside the store (their
-documents, their span records), so memory follows a batch, not the file; nothing the store
-reads changes meanwhile. Then, under the lock, the staged span records are appended to the span
-file and a new base is written as a compaction writes one (the journal folded in), with the
-staged documents added and the traces they replace left out: one atomic rename, so the whole
-import lands or none of it does. A crash before it leaves only the staged files (removed by
-the next compaction, named by ``store check``) and, at worst, span bytes no document points
-at (reclaimed by ``store vacuum``).
+A big import (``Store.staged``, then ``Store.fold``) does not go through the journal: every
+command would replay a journal holding a million documents, and the importing process would
+hold them all. Its traces are checked and encoded (:func:`encode_staged`, in worker processes
+or not) and written into two files beside the store (their documents, their span records), so
+memory follows a piece of the input, not the file; nothing the store reads changes meanwhile.
+Then, under the lock, the staged span records are appended to the span file and a new base is
+written as a compaction writes one (the journal folded in), with the staged documents added
+and the traces they replace left out: one atomic rename, so the whole import lands or none of
+it does. A crash before it leaves only the staged files (removed by the next compaction,
+named by ``store check``) and, at worst, span bytes no document points at (reclaimed by
+``store vacuum``).
 """
 
 from __future__ import annotations
@@ -53,11 +54,6 @@ class Staged:
         self.experiments: list[dict[str, Any]] = []  # records of experiments to create
         self._lines = 0
         self._span_bytes = 0
-
-    def add(self, doc: dict[str, Any], spans: list[dict[str, Any]]) -> None:
-        """Check and stage one trace (info document, span dicts), as ``put_traces`` would
-        (:class:`InvalidInput` says why the store refuses it)."""
-        self.put(*encode_staged(doc, spans))
 
     def put(self, trace_id: str, body: bytes, record: bytes) -> None:
         """Stage one trace :func:`encode_staged` checked and encoded (perhaps elsewhere)."""
