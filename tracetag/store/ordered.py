@@ -24,7 +24,7 @@ from ..filters.evaluate import required_span_bytes, tag_equalities
 from ..query import is_newest_first
 from .base import BaseFile
 from .idindex import OrderIndex, TagIndex, order_for, tags_for, trace_id_at
-from .spantext import holders_limit, traces_holding
+from .spantext import span_file_plan
 
 __all__ = ["BUDGET", "explain", "rarest_tag", "walk"]
 
@@ -175,14 +175,14 @@ def _span_file_plan(store: Any, base: BaseFile, node: Any, documents: int) -> li
     needles = required_span_bytes(node)
     if not needles:
         return None
-    needle = max(needles, key=len)
     try:
         with open(store.spans_path_for(base.meta), "rb") as fh:
-            holders = traces_holding(fh, needle, holders_limit(documents))
+            plan = span_file_plan(fh, needles, documents)
     except OSError:
         return None
-    if holders is None:
+    if plan is None:
         return None
+    needle, holders = plan
     return [
         f"plan: through the span file: the {len(holders):,} traces whose span records hold",
         f"      {needle.decode()!r} (a byte search of the span file); the filter judges each",

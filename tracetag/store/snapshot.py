@@ -16,7 +16,7 @@ from .files import decode_record
 from .idindex import DamagedIndex, IdIndex, order_for, tags_for
 from .journal import Overlay
 from .ordered import rarest_tag, walk
-from .spantext import holders_limit, traces_holding
+from .spantext import span_file_plan
 
 if TYPE_CHECKING:
     from .local import Store
@@ -183,17 +183,16 @@ class Snapshot:
         whose span records hold it (spantext.py), when the base is big enough to have an id
         index and few enough records hold it. None: plan otherwise."""
         needles = required_span_bytes(node)
-        base = self.base
         if not needles or self._spans_fh is None or not self._big():
             return None
-        index = self.store._index_for(base)
+        index = self.store._index_for(self.base)
         if not isinstance(index, IdIndex):
             return None  # (being built: lookups by id would each search the base)
-        holders = traces_holding(self._spans_fh, max(needles, key=len), holders_limit(len(index)))
-        if holders is None:
+        plan = span_file_plan(self._spans_fh, needles, len(index))
+        if plan is None:
             return None
         out: list[tuple[dict, bytes | None]] = []
-        for tid in holders:
+        for tid in plan[1]:
             doc = self.get(tid)
             if doc is None or (
                 experiment_ids is not None and doc["experiment_id"] not in experiment_ids

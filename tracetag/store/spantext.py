@@ -20,6 +20,16 @@ from .files import id_from_key
 _RECORD_ID = re.compile(rb'[0-9a-f]{8} \{"trace_id":"((?:[^"\\\n]|\\.)*)"')
 
 
+def span_file_plan(fh: Any, needles: list[bytes], documents: int) -> tuple[bytes, list[str]] | None:
+    """The plan for a filter whose span records must hold ``needles``
+    (``filters.required_span_bytes``, not empty), on a store of ``documents`` traces whose
+    span file is ``fh``: (the bytes searched for, the ids of the traces whose records hold
+    them), or None when too many records hold them (then scan)."""
+    needle = max(needles, key=len)  # (the longest is the likeliest to be rare)
+    holders = traces_holding(fh, needle, holders_limit(documents))
+    return None if holders is None else (needle, holders)
+
+
 def holders_limit(documents: int) -> int:
     """How many traces the plan may look up before the scan is cheaper: a tenth of the
     ``documents`` (a lookup by id costs some ten times a scanned line)."""
