@@ -266,3 +266,24 @@ def test_a_big_import_reports_its_progress_in_bytes(tmp_path, big, monkeypatch, 
     assert len(seen) >= 2 and seen[-1] == (size, size)
     assert all(total == size for _d, total in seen)
     assert [d for d, _t in seen] == sorted(d for d, _t in seen) and seen[0][0] < size
+
+
+def test_workers_end_when_the_import_stops_early_whatever_sigterm_does_here(
+    tmp_path, big, monkeypatch
+):
+    """A worker does not inherit this process's SIGTERM handler (a recorder's flushes on
+    SIGTERM): stopping at a bad record terminates the pool and returns at once."""
+    import signal as signals
+
+    monkeypatch.setattr(importing, "_PIECE", 4096)
+    monkeypatch.setattr(importing, "_workers", lambda _path: 2)
+    previous = signals.signal(signals.SIGTERM, lambda *_a: time.sleep(3600))
+    try:
+        bad = tmp_path / "bad.jsonl"
+        bad.write_bytes(b"\n".join([*LINES[:20], b"{oops", *LINES[20:]]))
+        started = time.monotonic()
+        with pytest.raises(importing.ImportFormatError, match="line 21"):
+            TracetagClient(tmp_path / "s.json").import_files([str(bad)])
+        assert time.monotonic() - started < 30
+    finally:
+        signals.signal(signals.SIGTERM, previous)

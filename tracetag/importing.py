@@ -315,12 +315,22 @@ def _encoded(path: str) -> Iterator[tuple[int, str, Encoded | str, int]]:
         return
     import multiprocessing
 
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, _worker_signals) as pool:
         before = 0  # lines in the pieces before
         for count, end, results in pool.imap(_encode_piece, _pieces(path)):
             for lineno, found in results:
                 yield before + lineno, "line", found, end
             before += count
+
+
+def _worker_signals() -> None:
+    """A worker takes no signal handler of this process's (a recorder's SIGTERM handler would
+    flush a queue the worker does not have, and keep the pool waiting for it to end): SIGTERM
+    ends it, as the pool expects, and Ctrl-C is this process's to handle."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _workers(path: str) -> int:
