@@ -161,6 +161,32 @@ def test_damaged_or_foreign_file_is_refused_and_untouched(
     assert _files(store_path) == before
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql:/tracetag@127.0.0.1:5432/db", "mysql://u:secret@host/db", "sqlite:///t.db"],
+)
+def test_a_url_of_no_known_store_is_refused_and_creates_no_folder(tmp_path, monkeypatch, cli, url):
+    # Taken as a path, each of these made a folder named "postgresql:", "mysql:" or "sqlite:"
+    # in the working directory and a store inside it.
+    monkeypatch.chdir(tmp_path)
+    for args in (["tag", "set", "tr-a", "k=v"], ["demo", "-n", "2"], ["search"]):
+        result = cli("--store", url, *args)
+        assert result.exit_code == 3, result.output
+        assert result.stderr.count("\n") == 1 and "not a store tracetag can open" in result.stderr
+        assert "secret" not in result.stderr
+    with pytest.raises(NotAStore, match="postgresql://USER@HOST/DB"):
+        TracetagClient(url).search_traces()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_url_is_its_path(tmp_path, cli):
+    path = tmp_path / "my store.json"
+    assert cli("--store", path.as_uri(), "demo", "-n", "3").exit_code == 0
+    assert len(TracetagClient(path).search_traces()) == 3
+    result = cli("--store", "file://elsewhere/t.json", "search")
+    assert result.exit_code == 3 and "file:///path" in result.stderr
+
+
 def test_directory_as_store_uses_store_json_inside(tmp_path, cli):
     d = tmp_path / "mystore"
     d.mkdir()

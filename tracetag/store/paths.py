@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from ..errors import NotAStore
+from ..locations import local_path
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -33,6 +34,11 @@ def resolve_store_path(path: str | os.PathLike[str] | None = None) -> Path:
     device or a FIFO as the store would be overwritten or hang the reader.
     """
     chosen = path or os.environ.get("TRACETAG_STORE") or default_store_path()
+    if isinstance(chosen, str):
+        try:
+            chosen = local_path(chosen)
+        except ValueError as e:
+            raise NotAStore(str(e)) from None
     p = Path(chosen).expanduser()
     if p.is_dir():
         p = p / "store.json"
