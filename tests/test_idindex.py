@@ -17,6 +17,7 @@ from conftest import TRACES_JSONL
 from tracetag.api import TracetagClient
 from tracetag.store import Store, idindex
 from tracetag.store.base import BaseFile
+from tracetag.store.columns import columns_path
 
 
 def _indexed(path) -> Store:
@@ -318,13 +319,19 @@ def test_explain_says_whether_a_page_is_walked_or_scanned(store_path, cli, monke
     assert plan("-n", "10", "--order-by", "name") == [
         "plan: a scan of the base (the order index serves the default order, newest first)"
     ]
+    by_ids = "      (-o ids: the ids of every match from the columns, no document read)"
     assert plan("--all", "-f", "tags.user_id = 'user_017' AND status = 'OK'") == [
         "plan: through the tag index: the 9 of 320 traces with tags.user_id = 'user_017', "
-        "and those the journal changed; the filter judges each"
+        "and those the journal changed; the filter judges each",
+        by_ids,  # (9 of 320 is not rare enough to prefer the tag index to the columns)
     ]
-    assert plan("--all") == ["plan: a scan of the base (every match is wanted)"]
+    assert plan("--all") == ["plan: a scan of the base (every match is wanted)", by_ids]
     assert plan("--all", "-f", "tags.priority = 'normal'") == [
-        "plan: a scan of the base (every match is wanted)"  # 244 of 320: too common
+        "plan: a scan of the base (every match is wanted)",  # 244 of 320: too common
+        by_ids,
+    ]
+    assert plan("--all", "-f", "name = 'x'") == [
+        "plan: a scan of the base (every match is wanted)"  # (the name has no column)
     ]
 
 
@@ -393,7 +400,7 @@ def test_store_info_says_what_the_indexes_take(store_path, cli):
     _lookups(_indexed(store_path), ["tr-any"])
     info = TracetagClient(_indexed(store_path)).info()
     files = [idindex.index_path(store_path), idindex.order_path(store_path)]
-    files.append(idindex.tags_path(store_path))
+    files += [idindex.tags_path(store_path), columns_path(store_path)]
     assert info["indexes"] == "current"
     assert info["index_bytes"] == sum(p.stat().st_size for p in files) > 0
     TracetagClient(store_path).store.compact()  # a new base: the old indexes name another

@@ -1,8 +1,4 @@
-"""Aggregates over traces: statistics by group, and tag discovery.
-
-Percentiles are nearest-rank (the smallest value with at least p% of values at or below it),
-so every reported percentile is a duration some trace actually had.
-"""
+"""Aggregates over traces: statistics by group (grouping.py), and tag discovery."""
 
 from __future__ import annotations
 
@@ -17,6 +13,7 @@ from .errors import FilterSyntaxError, InvalidQuery
 from .filters import field_getter, parse_field, parse_filter
 from .filters.evaluate import now_ms
 from .filters.fields import ATTRIBUTES
+from .grouping import Groups, nearest_rank, shown
 from .query import select
 
 if TYPE_CHECKING:
@@ -24,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GroupStats", "group_stats", "nearest_rank", "tag_keys", "tag_values"]
 
-NONE_GROUP = "(none)"
 SORTS = ("count", "errors", "error_rate", "mean", "p50", "p95", "p99", "max", "group")
 
 
@@ -35,14 +31,6 @@ def natural_key(value: str) -> tuple:
         for part in re.split(r"(\d+)", value)
         if part
     )
-
-
-def nearest_rank(sorted_values: Sequence[float], p: float) -> float | None:
-    """The nearest-rank ``p``-th percentile of already sorted values (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass
@@ -65,44 +53,6 @@ def _group_field(text: str) -> Any:
     if f.kind in ("tag", "metadata") and not f.key:
         raise FilterSyntaxError(f"cannot group by {text!r}: empty key", text, len(text))
     return f
-
-
-class _Groups:
-    """Counts, errors and durations per group key."""
-
-    def __init__(self) -> None:
-        self.durations: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        self.counts: Counter[tuple[str, ...]] = Counter()
-        self.errors: Counter[tuple[str, ...]] = Counter()
-
-    def add(self, key: tuple[str, ...], error: bool, duration: float | None) -> None:
-        self.counts[key] += 1
-        self.errors[key] += error
-        if duration is not None:
-            self.durations[key].append(duration)
-
-    def rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for key, n in self.counts.items():
-            ds = sorted(self.durations.get(key, []))
-            rows.append(
-                {
-                    "group": list(key),
-                    "count": n,
-                    "errors": self.errors[key],
-                    "error_rate": self.errors[key] / n,
-                    "mean_ms": (sum(ds) / len(ds)) if ds else None,
-                    "p50_ms": nearest_rank(ds, 50),
-                    "p95_ms": nearest_rank(ds, 95),
-                    "p99_ms": nearest_rank(ds, 99),
-                    "max_ms": ds[-1] if ds else None,
-                }
-            )
-        return rows
-
-
-def _value(v: Any) -> str:
-    return NONE_GROUP if v is None else str(v)
 
 
 def group_stats(
@@ -146,14 +96,14 @@ def _group_docs(
     now: int,
     experiment_ids: Iterable[str] | None,
 ) -> list[dict[str, Any]]:
-    groups = _Groups()
+    groups = Groups()
     for doc in select(snapshot, node, experiment_ids, now):
         if not per_span:
-            key = tuple(_value(g(doc)) for _s, g in getters)
+            key = tuple(shown(g(doc)) for _s, g in getters)
             groups.add(key, doc.get("status") == "ERROR", doc.get("execution_time_ms"))
             continue
         for span in snapshot.spans(doc):
-            key = tuple(_value(g(span) if on_span else g(doc)) for on_span, g in getters)
+            key = tuple(shown(g(span) if on_span else g(doc)) for on_span, g in getters)
             end, start = span.get("end_time_ns"), span.get("start_time_ns") or 0
             took = None if end is None else (end - start) / 1e6
             groups.add(key, span.get("status") == "ERROR", took)

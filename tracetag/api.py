@@ -116,9 +116,11 @@ class TracetagClient:
         run_id: str | None = None,
         *,
         now: int | None = None,
+        ids_only: bool = False,
     ) -> SearchPage:
         """The matching info documents as a ``SearchPage``: iterate it for dicts, in order,
-        parsed one at a time (what the CLI streams); ``.token`` fetches the next page."""
+        parsed one at a time (what the CLI streams); ``.token`` fetches the next page.
+        ``ids_only``: only ``trace_ids()`` is wanted (no document is kept)."""
         from .filters import ast as A
         from .filters import parse_filter
         from .query import search
@@ -143,6 +145,7 @@ class TracetagClient:
                 max_results,
                 page_token,
                 now=now,
+                ids_only=ids_only,
             )
 
     def get_trace(self, trace_id: str) -> Trace:

@@ -229,7 +229,7 @@ class SearchPage:
     ids: list[str] | None = None  # the items' trace ids, when known without parsing them
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) if self.ids is None else len(self.ids)
 
     def trace_ids(self) -> list[str]:
         """The trace ids in order (``-o ids``): without parsing the items again."""
@@ -265,9 +265,7 @@ def _select_raw(
 ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
     now = now_ms() if now is None else now
     rows: Iterator[tuple[dict[str, Any], bytes | None]] = snapshot.select_raw(
-        compile_filter(
-            node, now, spans_of=snapshot.spans, record_of=getattr(snapshot, "span_record", None)
-        ),
+        _compiled(snapshot, node, now),
         required=required_bytes(node),
         experiment_ids=None if experiment_ids is None else {str(e) for e in experiment_ids},
         progress=progress,
@@ -278,6 +276,12 @@ def _select_raw(
     return rows
 
 
+def _compiled(snapshot: ReadView, node: A.Node | None, now: int) -> Any:
+    return compile_filter(
+        node, now, spans_of=snapshot.spans, record_of=getattr(snapshot, "span_record", None)
+    )
+
+
 def search(
     snapshot: ReadView,
     filter_string: str | A.Node | None = None,
@@ -286,7 +290,10 @@ def search(
     max_results: int | None = None,
     page_token: str | None = None,
     now: int | None = None,
+    ids_only: bool = False,
 ) -> SearchPage:
+    """A page of matches. ``ids_only``: the page holds the matches' ids alone (``trace_ids``;
+    iterating it gives nothing), so every match of a big search costs its id, not its JSON."""
     node = parse_filter(filter_string) if isinstance(filter_string, str | None) else filter_string
     keys = parse_order_by(order_by)
     if max_results is not None and max_results < 1:
@@ -296,13 +303,21 @@ def search(
     raw_of = _raw_key(keys)
     sort_key = _sort_key(keys)
     after_raw = _decode_token(page_token, fp, keys) if page_token else None
+    ids_only = ids_only and max_results is None  # (a page's token is made of its last item)
+    every = ids_only and after_raw is None and is_newest_first(keys)
+    listed = getattr(snapshot, "search_ids", None) if every else None
+    if listed is not None:
+        now = now_ms() if now is None else now
+        found = listed(node, _compiled(snapshot, node, now), exps)
+        if found is not None:
+            return SearchPage([], None, found)
     pushdown: dict[str, Any] = {"order": keys, "after": after_raw}
     if max_results is not None:
         pushdown["limit"] = max_results + 1
     # (The trace id rides along, so that ids come out without a second parse.)
     row_key = _row_key(keys)
-    rows: Iterable[tuple[tuple[Any, ...], str, bytes | dict[str, Any]]] = (
-        (row_key(d), d["trace_id"], d if raw is None else raw)
+    rows: Iterable[tuple[tuple[Any, ...], str, bytes | dict[str, Any] | None]] = (
+        (row_key(d), d["trace_id"], None if ids_only else d if raw is None else raw)
         for d, raw in _select_raw(snapshot, node, exps, now, **pushdown)
     )
     if after_raw is not None:
@@ -315,7 +330,8 @@ def search(
         page = heapq.nsmallest(max_results + 1, rows, key=lambda r: r[0])
         more = len(page) > max_results
         page = page[:max_results]
-    result = SearchPage([item for _k, _t, item in page], None, [t for _k, t, _i in page])
+    items = [] if ids_only else [item for _k, _t, item in page if item is not None]
+    result = SearchPage(items, None, [t for _k, t, _i in page])
     if more and page:
         last = next(iter(SearchPage(result.items[-1:], None)))
         result.token = _encode_token(raw_of(last), fp)

@@ -118,6 +118,7 @@ def search(
         None if all_results else max_results,
         order_by,
         page_token,
+        ids_only=fmt == "ids",
     )
     if fmt == "table" and len(page) > render.MAX_TABLE_ROWS:
         raise InvalidInput(

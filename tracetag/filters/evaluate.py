@@ -26,9 +26,11 @@ __all__ = [
     "Predicate",
     "compile_filter",
     "field_getter",
+    "fields_of",
     "now_ms",
     "numeric_compare",
     "required_bytes",
+    "tag_keys_read",
     "value_of",
 ]
 
@@ -361,6 +363,31 @@ def _conjuncts(node: A.Node | None) -> Iterator[A.Node]:
             yield from _conjuncts(item)
     elif node is not None:
         yield node
+
+
+def fields_of(node: A.Node | None) -> Iterator[A.Field]:
+    """Every field a filter names."""
+    if isinstance(node, A.And | A.Or):
+        for item in node.items:
+            yield from fields_of(item)
+    elif isinstance(node, A.Not):
+        yield from fields_of(node.item)
+    elif node is not None:
+        yield node.field
+
+
+def tag_keys_read(node: A.Node | None) -> set[str] | None:
+    """The tag keys a filter reads (None: any, for a field not yet known). A change of other
+    tags cannot change whether a trace matches: the indexes need not judge it again."""
+    keys: set[str] = set()
+    for f in fields_of(node):
+        if f.kind == "tag":
+            keys.add(f.key)
+        elif f.kind == "prompt":
+            keys.add("mlflow.linkedPrompts")  # (read by _linked_prompts)
+        elif f.kind == "unknown":
+            return None
+    return keys
 
 
 def _string_equalities(node: A.Node | None) -> Iterator[A.Compare]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["group_rows", "tag_key_rows", "tag_value_rows", "trace_counts"]
 
-NONE_GROUP = "(none)"  # tracetag.analytics.NONE_GROUP
+from ..grouping import NONE_GROUP
 
 
 def _where(node: A.Node | None, now: int, experiment_ids: Iterable[str] | None) -> Any:

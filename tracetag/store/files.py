@@ -109,3 +109,11 @@ def decode_record(line: bytes) -> Any:
     if int(line[:8], 16) != zlib.crc32(body):
         raise ValueError("checksum mismatch")
     return orjson.loads(body)
+
+
+def trace_id_at(mm: Any, offset: int) -> str | None:
+    """The trace id whose document starts at ``offset`` of the base (its key precedes it)."""
+    line = mm.rfind(b"\n", max(0, offset - 300), offset)
+    if line < 0 or mm[offset - 2 : offset] != b": ":
+        return None
+    return id_from_key(mm[line + 2 : offset - 3])

@@ -30,7 +30,8 @@ from typing import Any
 
 import orjson
 
-from .files import file_mode, id_from_key, write_synced
+from .columns import Columns, ColumnsBuilder, columns_path
+from .files import file_mode, write_synced
 
 __all__ = [
     "INDEX_MIN_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "OrderIndex",
     "TagIndex",
     "build",
+    "columns_for",
     "for_base",
     "index_path",
     "order_path",
@@ -71,6 +73,7 @@ def _files(base_path: Path) -> tuple[tuple[type[_Table], Path], ...]:
     """Each index beside a base and its file, the id index last: it is written last, so its
     being current says the others are."""
     return (
+        (ColumnFile, columns_path(base_path)),
         (TagIndex, tags_path(base_path)),
         (OrderIndex, order_path(base_path)),
         (IdIndex, index_path(base_path)),
@@ -277,17 +280,38 @@ class TagIndex(_Table):
         return [self.entry(i)[1] for i in range(*run)]
 
 
+class ColumnFile(_Table):
+    """The columns file (columns.py): its bytes are the entries, checked whole when loaded
+    (12-30 bytes a trace: milliseconds)."""
+
+    MAGIC = b"tracetag-columns 1\n"
+    ENTRY = struct.Struct("<B")
+
+    def load(self) -> Columns | None:
+        if not self.verify():
+            if self.path is not None:  # (derived: built again with the other indexes)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            return None
+        return Columns(self._mm[self._start : self._start + self._count])
+
+
 def tag_hash(key: str, value: str) -> int:
     data = key.encode() + b"\0" + value.encode()
     return (zlib.crc32(data) << 32) | zlib.adler32(data)
 
 
-def _tag_postings(mm: Any, newest_first: list[tuple[int, str, int, int]]) -> tuple[bytes, int]:
+def _tag_postings(
+    mm: Any, newest_first: list[tuple[int, str, int, int]], columns: ColumnsBuilder
+) -> tuple[bytes, int]:
     """The tag index's entries: each document's tags, read again in order (keeping every
-    document's tags from the first pass would cost more memory than the base)."""
+    document's tags from the first pass would cost more memory than the base); and the
+    columns, from the same documents."""
     buckets: dict[int, array[int]] = {}
-    for position, (_neg, _tid, offset, length) in enumerate(newest_first):
-        tags = orjson.loads(mm[offset : offset + length]).get("tags")
+    for position, (_neg, tid, offset, length) in enumerate(newest_first):
+        doc = orjson.loads(mm[offset : offset + length])
+        columns.add(position, offset, tid, doc)
+        tags = doc.get("tags")
         if not isinstance(tags, dict):
             continue
         for k, v in tags.items():
@@ -327,9 +351,12 @@ def prepare(base: Any, target: Path) -> list[tuple[Path, Path]] | None:
             ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
             newest_first.append((-ts, tid, offset, length))
         newest_first.sort()
-        tags_body, tags_count = _tag_postings(mm, newest_first)
+        columns = ColumnsBuilder(len(newest_first))
+        tags_body, tags_count = _tag_postings(mm, newest_first, columns)
     order = [(-neg, offset, length) for neg, _tid, offset, length in newest_first]
+    columns_body = columns.body()
     bodies = {
+        ColumnFile: (columns_body, len(columns_body)),
         TagIndex: (tags_body, tags_count),
         OrderIndex: (OrderIndex.pack(order), len(order)),
         IdIndex: (IdIndex.pack(ids), len(ids)),
@@ -375,7 +402,7 @@ def current(base: Any) -> IdIndex | None:
     headers name it: each block is checked when read); None otherwise."""
     key = base_key(base.stat)
     found: IdIndex | None = IdIndex.open(index_path(base.path), key)
-    if found is not None and not all(t.names(p, key) for t, p in _files(base.path)[:2]):
+    if found is not None and not all(t.names(p, key) for t, p in _files(base.path)[:-1]):
         found.close()
         found = None
     return found
@@ -399,20 +426,25 @@ def order_for(base: Any) -> OrderIndex | None:
     return found
 
 
+def columns_for(base: Any) -> Columns | None:
+    """The current columns of ``base``, checked, if there are (never built here)."""
+    if base.stat is None:
+        return None
+    found: ColumnFile | None = ColumnFile.open(columns_path(base.path), base_key(base.stat))
+    if found is None:
+        return None
+    try:
+        return found.load()
+    finally:
+        found.close()
+
+
 def tags_for(base: Any) -> TagIndex | None:
     """The current tag index of ``base``, if there is one (never built here)."""
     if base.stat is None:
         return None
     found: TagIndex | None = TagIndex.open(tags_path(base.path), base_key(base.stat))
     return found
-
-
-def trace_id_at(mm: Any, offset: int) -> str | None:
-    """The trace id whose document starts at ``offset`` of the base (its key precedes it)."""
-    line = mm.rfind(b"\n", max(0, offset - 300), offset)
-    if line < 0 or mm[offset - 2 : offset] != b": ":
-        return None
-    return id_from_key(mm[line + 2 : offset - 3])
 
 
 def state(base: Any, min_bytes: int = INDEX_MIN_BYTES, *, whole: bool = True) -> str:

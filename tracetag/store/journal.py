@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoreCorrupted
 from .base import BaseFile, loads_doc
-from .files import decode_record
+from .files import decode_record, encode_record
 
 _MAX_TOUCHED = 4096  # traces the journal changed, each looked up by id in Overlay.holding
 
@@ -35,6 +37,8 @@ class Overlay:
     experiments: dict[str, dict] = field(default_factory=dict)
     # Traces deleted since the base was written (a later put brings one back).
     deleted: set[str] = field(default_factory=set)
+    # ``records`` when it was loaded from or saved as a checkpoint (see save_checkpoint).
+    checkpointed: int = 0
 
     def apply(self, rec: dict) -> None:
         op = rec.get("op")
@@ -89,6 +93,14 @@ class Overlay:
                 tags[k] = v
         return {**doc, "tags": tags}
 
+    def changed_tags(self, keys: set[str] | None) -> set[str]:
+        """The base traces whose tag changes touch ``keys`` (None: every changed one). Another
+        change leaves whether a trace matches a filter reading ``keys`` as its base document
+        says: indexes and columns of the base still answer for it."""
+        if keys is None:
+            return set(self.deltas)
+        return {tid for tid, delta in self.deltas.items() if not keys.isdisjoint(delta)}
+
     def frozen(self) -> Overlay:
         """A copy whose tables later appends cannot change (documents are copy-on-write)."""
         return Overlay(
@@ -103,6 +115,7 @@ class Overlay:
             dict(self.deltas),
             dict(self.experiments),
             set(self.deleted),
+            self.checkpointed,
         )
 
     def holding(
@@ -156,8 +169,89 @@ class Overlay:
                 yield tid, b"", doc
 
 
+def checkpoint_path(journal: Path) -> Path:
+    return journal.with_name(journal.name + "-checkpoint")
+
+
+def save_checkpoint(journal: Path, overlay: Overlay) -> None:
+    """Write ``overlay`` (the journal replayed to ``overlay.offset``) beside the journal, so a
+    process that opens the store loads it and replays only the records after it: the cost of
+    opening then follows what the journal changed, not how many records say so (a million
+    single-tag writes to a thousand traces are a thousand changed traces). Derived data, by
+    writers under the lock only: renamed into place (never half there), not fsynced (a lost
+    or stale one is only not used)."""
+    with open(journal, "rb") as fh:
+        tail = _tail_crc(fh.fileno(), overlay.offset)
+    state = {
+        "generation": overlay.generation,
+        "inode": overlay.inode,
+        "offset": overlay.offset,
+        "tail": tail,
+        "records": overlay.records,
+        "base_size": overlay.base_size,
+        "base_crc": overlay.base_crc,
+        "puts": overlay.puts,
+        "deltas": overlay.deltas,
+        "experiments": overlay.experiments,
+        "deleted": sorted(overlay.deleted),
+    }
+    target = checkpoint_path(journal)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(encode_record(state))
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    overlay.checkpointed = overlay.records
+
+
+def drop_checkpoint(journal: Path) -> None:
+    """Under the lock, when the journal is replaced (its checkpoint names the old one)."""
+    with contextlib.suppress(OSError):
+        os.unlink(checkpoint_path(journal))
+
+
+def _tail_crc(fd: int, offset: int) -> int:
+    """The checksum of the 256 bytes of the journal before ``offset`` (a checkpoint's check
+    that the journal it names still holds what it replayed)."""
+    start = max(0, offset - 256)
+    return zlib.crc32(os.pread(fd, offset - start, start))
+
+
+def _from_checkpoint(journal: Path, fd: int, st: os.stat_result, generation: int) -> Overlay | None:
+    """The overlay a checkpoint of this journal (same file, generation, bytes) holds."""
+    try:
+        with open(checkpoint_path(journal), "rb") as fh:
+            state = decode_record(fh.read().rstrip(b"\n"))
+        offset = state["offset"]
+        if (
+            (state["inode"], state["generation"]) != (st.st_ino, generation)
+            or not isinstance(offset, int)
+            or not 0 < offset <= st.st_size
+            or _tail_crc(fd, offset) != state["tail"]
+        ):
+            return None
+        return Overlay(
+            generation=generation,
+            offset=offset,
+            inode=st.st_ino,
+            records=state["records"],
+            base_size=state["base_size"],
+            base_crc=state["base_crc"],
+            puts=state["puts"],
+            deltas=state["deltas"],
+            experiments=state["experiments"],
+            deleted=set(state["deleted"]),
+            checkpointed=state["records"],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # (missing, torn, of another journal: replay it all)
+
+
 def read_journal(path: Path, overlay: Overlay | None) -> Overlay:
-    """Replay the journal, continuing from ``overlay`` when it is the same file and generation."""
+    """Replay the journal, continuing from ``overlay`` when it is the same file and generation,
+    else from its checkpoint when there is a current one."""
     try:
         fh = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
@@ -179,7 +273,7 @@ def read_journal(path: Path, overlay: Overlay | None) -> Overlay:
             or overlay.generation != generation
             or st.st_size < overlay.offset
         ):
-            overlay = Overlay(
+            overlay = _from_checkpoint(path, fh.fileno(), st, generation) or Overlay(
                 generation=generation,
                 offset=len(header),
                 inode=st.st_ino,

@@ -37,7 +37,7 @@ import orjson
 from ..errors import InvalidInput, StoreCorrupted, StoreError, StoreLocked
 from ..filters.spans import span_summary as summary
 from ..schema import check_trace, encode_spans, next_experiment_id
-from . import idindex, maintenance, ordered
+from . import idindex, journal, maintenance, ordered
 from .base import BaseFile, layout, loads_doc
 from .files import atomic_write, decode_record, encode_record, record_line, write_all
 from .journal import JOURNAL_VERSION, Overlay, folded_mark, folded_tail, read_journal, touched_ids
@@ -58,6 +58,9 @@ COMPACT_MIN_BYTES = 4 * 1024 * 1024
 # JOURNAL_MAX: replaying 16 MB of journal costs well under a second.
 INLINE_COMPACT_BYTES = 48 * 1024 * 1024
 JOURNAL_MAX = 16 * 1024 * 1024
+# A writer saves the replayed journal beside it every this many records, so that opening the
+# store replays fewer (~2 us each) after loading what they changed (journal.save_checkpoint).
+CHECKPOINT_RECORDS = 8192
 log = logging.getLogger("tracetag")
 
 
@@ -276,6 +279,7 @@ class Store:
             }
         )
         atomic_write(self.journal_path, [head])
+        journal.drop_checkpoint(self.journal_path)
         self._overlay = None
 
     def _rewrite_journal(
@@ -295,6 +299,7 @@ class Store:
             }
         )
         atomic_write(self.journal_path, [head, records])
+        journal.drop_checkpoint(self.journal_path)
         self._overlay = None
 
     def _append(self, record: dict) -> None:
@@ -312,6 +317,9 @@ class Store:
             overlay.apply(record)
             overlay.records += 1
             overlay.offset += len(line)
+            if overlay.records - overlay.checkpointed >= CHECKPOINT_RECORDS:
+                with contextlib.suppress(OSError):  # (derived: opening replays instead)
+                    journal.save_checkpoint(self.journal_path, overlay)
         else:
             self._refresh_overlay()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import mmap
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -23,12 +24,17 @@ import orjson
 from ..filters.evaluate import required_span_bytes, tag_equalities
 from ..query import is_newest_first
 from .base import BaseFile
-from .idindex import OrderIndex, TagIndex, order_for, tags_for, trace_id_at
+from .columns import decided_by
+from .files import trace_id_at
+from .idindex import OrderIndex, TagIndex, columns_for, order_for, tags_for
 from .spantext import span_file_plan
 
 __all__ = ["BUDGET", "explain", "rarest_tag", "walk"]
 
 BUDGET = 20_000  # documents parsed before the walk gives up for the scan
+# A tag on at most this share of the traces is read through the tag index even when the
+# columns could list every match's id (their file is read whole: ~0.2 s at a million).
+RARE = 100
 _LOOKED = 200_000  # documents looked at (a byte test each) before the same
 
 
@@ -43,25 +49,29 @@ def walk(
     limit: int | None,
     positions: list[int] | None = None,
     current: Callable[[str], dict | None] | None = None,
+    keys: set[str] | None = None,
 ) -> list[tuple[dict, bytes | None]] | None:
     """Up to ``limit`` matches after ``after`` (a page token's (timestamp_ms, trace_id)), in
     order; None when the walk would cost more than a scan.
 
     ``positions`` (sorted; from the tag index) are the only base documents that can match:
     the walk reads those and, since a journal change may have given any trace the tag, every
-    trace the journal touched (``current(id)``: its document now).
+    trace the journal put or changed a tag of ``keys`` of (the tags the filter reads; None:
+    any) (``current(id)``: its document now).
     """
     if after is not None and not (isinstance(after[0], int) and isinstance(after[1], str)):
         return None
     after_pos = None if after is None else (-after[0], after[1])
     deltas = overlay.deltas
     start = 0 if after is None else index.first_not_newer(after[0])
-    wanted, skip, journal, budget = _sources(overlay, index, start, positions, current)
+    wanted, skip, journal, budget = _sources(overlay, index, start, positions, current, keys)
     out: list[tuple[dict, bytes | None]] = []
     parsed = looked = 0
     with mmap.mmap(base._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         for pos, raw, doc in heapq.merge(
-            _base_entries(mm, index, wanted, skip),
+            _base_entries(mm, index, wanted, skip)
+            if positions is None
+            else _read_entries(base._fh.fileno(), index, wanted, skip),
             _journal_entries(journal),
             key=lambda entry: entry[0],
         ):
@@ -96,14 +106,15 @@ def _sources(
     start: int,
     positions: list[int] | None,
     current: Callable[[str], dict | None] | None,
+    keys: set[str] | None = None,
 ) -> tuple[Iterable[int], set[str], list[dict], int]:
     """What a walk reads: base positions, the ids to skip there, the journal's documents, and
     how many documents it may parse before a scan would have been cheaper."""
-    deleted, puts, deltas = overlay.deleted, overlay.puts, overlay.deltas
+    deleted, puts = overlay.deleted, overlay.puts
     if positions is None:
         # A time walk may read much for little: a scan is its limit.
         return range(start, len(index)), deleted | set(puts), list(puts.values()), BUDGET
-    touched = set(puts) | set(deltas)
+    touched = set(puts) | overlay.changed_tags(keys)
     journal = [d for t in touched - deleted if (d := _now(t, puts, current)) is not None]
     wanted = (p for p in positions if p >= start)
     # The candidates are known: read them all.
@@ -123,6 +134,23 @@ def _base_entries(
         if tid is None or tid in skip:
             continue  # (a put replaced it, or the journal changed it: it comes from there)
         yield (-ts, tid), mm[offset : offset + length], None
+
+
+def _read_entries(
+    fd: int, index: OrderIndex, wanted: Iterable[int], skip: set[str]
+) -> Iterator[tuple[tuple[int, str], bytes, None]]:
+    """As :func:`_base_entries`, for documents scattered over the base (a tag's): each read
+    by a system call, since a page fault in a mapped file maps a whole folio of the page
+    cache (up to 2 MiB each on this kind of kernel: a few hundred documents would count
+    hundreds of MiB against the process)."""
+    for i in wanted:
+        ts, offset, length = index.entry(i)
+        start = max(0, offset - 300)  # (the document's key, its trace id, precedes it)
+        data = os.pread(fd, offset + length - start, start)
+        tid = trace_id_at(data, offset - start)
+        if tid is None or tid in skip:
+            continue
+        yield (-ts, tid), data[offset - start :], None
 
 
 def _journal_entries(docs: list[dict]) -> Iterator[tuple[tuple[int, str], bytes, dict]]:
@@ -147,21 +175,26 @@ def explain(store: Any, node: Any, order: Any, paged: bool) -> list[str]:
         if through_spans is not None:
             return through_spans
         pairs = tag_equalities(node)
+        columns = columns_for(base) if not paged else None
+        columnar = columns is not None and (node is None or decided_by(columns, node) is not None)
         tags = tags_for(base) if pairs else None
         tagged = None if tags is None else rarest_tag(tags, pairs, documents)
         if tags is not None:
             tags.close()
     finally:
         base.close()
+    # (Snapshot.search_ids: the columns, unless the tag index points to fewer documents.)
+    by_ids = ["      (-o ids: the ids of every match from the columns, no document read)"]
     if tagged is not None:
         (key, value), (first, end) = tagged
         count = end - first
         return [
             f"plan: through the tag index: the {count:,} of {documents:,} traces with "
-            f"tags.{key} = {value!r}, and those the journal changed; the filter judges each"
+            f"tags.{key} = {value!r}, and those the journal changed; the filter judges each",
+            *(by_ids if columnar and count > documents // RARE else []),
         ]
     if not paged:
-        return [f"{scan} (every match is wanted)"]
+        return [f"{scan} (every match is wanted)", *(by_ids if columnar else [])]
     if not is_newest_first(order):
         return [f"{scan} (the order index serves the default order, newest first)"]
     return [
@@ -190,13 +223,13 @@ def _span_file_plan(store: Any, base: BaseFile, node: Any, documents: int) -> li
 
 
 def rarest_tag(
-    tags: TagIndex, pairs: list[tuple[str, str]], documents: int
+    tags: TagIndex, pairs: list[tuple[str, str]], documents: int, share: int = 4
 ) -> tuple[tuple[str, str], tuple[int, int]] | None:
     """Of the tags a filter requires (``filters.tag_equalities``), the rarest and its run in
-    the tag index, when it is on at most a quarter of the traces (more, and reading them one
-    by one costs more than a scan)."""
+    the tag index, when it is on at most a ``share``-th of the traces (a quarter: more, and
+    reading them one by one costs more than a scan)."""
     runs = [(pair, tags.run(*pair)) for pair in pairs]
     if not runs:
         return None
     pair, run = min(runs, key=lambda r: r[1][1] - r[1][0])
-    return (pair, run) if run[1] - run[0] <= documents // 4 else None
+    return (pair, run) if run[1] - run[0] <= documents // share else None

@@ -82,7 +82,11 @@ def orphan_files(path: Path, spans_in_use: Path) -> list[Path]:
     the current base does not use is garbage.
     """
     folder = path.parent
-    temp_prefixes = (f".{path.name}.tmp-", f".{path.name}-journal.tmp-")
+    temp_prefixes = (
+        f".{path.name}.tmp-",
+        f".{path.name}-journal.tmp-",
+        f".{path.name}-journal-checkpoint.tmp-",
+    )
     spans_prefix = f"{path.name}-spans."
     import_prefix = f"{path.name}-import."
     found = []

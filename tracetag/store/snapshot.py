@@ -9,13 +9,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreCorrupted, TraceNotFound
-from ..filters.evaluate import required_span_bytes, tag_equalities
+from ..filters.evaluate import (
+    compile_filter,
+    required_span_bytes,
+    tag_equalities,
+    tag_keys_read,
+)
+from ..grouping import Groups
 from ..query import is_newest_first
 from .base import BaseFile, loads_doc
+from .columns import group_rows, search_ids, value_counts
 from .files import decode_record
-from .idindex import DamagedIndex, IdIndex, order_for, tags_for
+from .idindex import DamagedIndex, IdIndex, columns_for, order_for, tags_for
 from .journal import Overlay
-from .ordered import rarest_tag, walk
+from .ordered import RARE, rarest_tag, walk
 from .spantext import span_file_plan
 
 if TYPE_CHECKING:
@@ -63,6 +70,10 @@ def _reporting(
         if n % 4096 == 0:
             progress(done, total)
         yield row
+
+
+def _as_set(experiment_ids: Iterable[Any] | None) -> set[str] | None:
+    return None if experiment_ids is None else {str(e) for e in experiment_ids}
 
 
 def size_mismatch(path: Path, actual: int, expected: int) -> StoreCorrupted:
@@ -240,24 +251,79 @@ class Snapshot:
                 limit if newest else None,
                 positions,
                 self.get,
+                tag_keys_read(node),
             )
         except DamagedIndex:
             return None  # (removed, and built again by the next search)
         finally:
             index.close()
 
-    def _tagged(self, node: Any, documents: int) -> list[int] | None:
+    def _tagged(self, node: Any, documents: int, share: int = 4) -> list[int] | None:
         """Positions of the base documents with the filter's rarest required tag; None when
-        the filter requires none, or every tag it requires is too common to beat a scan."""
+        the filter requires none, or every tag it requires is on more than a ``share``-th of
+        the traces (a quarter: too common to beat a scan)."""
         pairs = tag_equalities(node)
         tags = tags_for(self.base) if pairs else None
         if tags is None:
             return None
         try:
-            found = rarest_tag(tags, pairs, documents)
+            found = rarest_tag(tags, pairs, documents, share)
             return None if found is None else tags.positions(found[1])
         finally:
             tags.close()
+
+    def _through_columns(self, answer: Callable[[Any], Any]) -> Any:
+        """``answer(columns)`` from the columns beside a big base (columns.py); None when
+        there are none, they cannot answer, or a block of an index is damaged (removed, and
+        built again by the next lookup)."""
+        columns = columns_for(self.base) if self._big() else None
+        if columns is None:
+            return None
+        try:
+            return answer(columns)
+        except DamagedIndex:
+            return None
+
+    def group_rows(
+        self, fields: list[Any], node: Any, now: int, experiment_ids: Iterable[str] | None
+    ) -> list[dict[str, Any]] | None:
+        """``stats`` rows from the columns, when the grouping and the filter are on columned
+        fields; None: group the documents instead."""
+        groups, exps = Groups(), _as_set(experiment_ids)
+        matches = None if node is None else compile_filter(node, now, spans_of=self.spans)
+        done = self._through_columns(
+            lambda c: group_rows(self, c, fields, exps, groups, node, matches)
+        )
+        return groups.rows() if done else None
+
+    def tag_value_rows(
+        self, key: str, node: Any, now: int, experiment_ids: Iterable[str] | None
+    ) -> list[tuple[str, int]] | None:
+        """``tags values KEY`` from the key's column; None: count the documents instead."""
+        exps = _as_set(experiment_ids)
+        matches = None if node is None else compile_filter(node, now, spans_of=self.spans)
+        found: list[tuple[str, int]] | None = self._through_columns(
+            lambda c: value_counts(self, c, key, node, matches, exps)
+        )
+        return found
+
+    def search_ids(
+        self, node: Any, predicate: Callable[[dict], bool | None], experiment_ids: Any
+    ) -> list[str] | None:
+        """Every match's id, newest first, from the columns when the filter is on columned
+        fields only; None: search the documents instead."""
+        index = order_for(self.base) if self._big() else None
+        if index is None:
+            return None
+        documents = len(index)
+        index.close()
+        if self._tagged(node, documents, RARE) is not None:
+            return None  # (a rare tag: the few documents it points to cost less)
+        exps = _as_set(experiment_ids)
+        found: list[str] | None = self._through_columns(
+            lambda c: search_ids(self, c, node, predicate, exps, lambda: order_for(self.base))
+        )
+        return found
 
     def ids(self) -> set[str]:
         """Every trace id, without parsing documents."""

@@ -1,0 +1,160 @@
+"""The journal's checkpoint (journal.save_checkpoint): a process that opens the store loads
+what the journal changed and replays only the records after it, and sees exactly what a
+replay of the whole journal gives; a checkpoint of another journal, a damaged one or one whose
+journal no longer holds what it replayed is not used."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tracetag.api import TracetagClient
+from tracetag.errors import StoreCorrupted
+from tracetag.model import Trace, TraceInfo
+from tracetag.store import Store, local
+from tracetag.store.files import decode_record
+from tracetag.store.journal import checkpoint_path
+
+
+def _state(path, use_checkpoint: bool = True) -> tuple:
+    """What a fresh process sees: the overlay's tables and every trace's tags."""
+    saved = None
+    cp = checkpoint_path(path.with_name(path.name + "-journal"))
+    if not use_checkpoint and cp.exists():
+        saved = cp.read_bytes()
+        cp.unlink()
+    try:
+        store = Store(path)
+        with store.snapshot() as snap:
+            o = snap.overlay
+            tables = (o.records, o.offset, o.puts, o.deltas, o.deleted, o.experiments)
+            loaded = o.checkpointed
+        traces = {t.info.trace_id: t.info.tags for t in TracetagClient(store).search_traces()}
+        return tables, traces, loaded
+    finally:
+        if saved is not None:
+            cp.write_bytes(saved)
+
+
+def _trace(i: int) -> Trace:
+    return Trace(TraceInfo(trace_id=f"tr-{i:032x}", timestamp_ms=1000 + i, tags={"n": str(i)}))
+
+
+@pytest.fixture
+def every_7(monkeypatch):
+    monkeypatch.setattr(local, "CHECKPOINT_RECORDS", 7)
+
+
+def _writes(client: TracetagClient, rounds: int) -> None:
+    """Every kind of journal record, in turns, over traces of the base and of the journal."""
+    client.log_traces([_trace(i) for i in range(30)])
+    client.store.compact()
+    client.log_traces([_trace(i) for i in range(30, 40)])
+    for r in range(rounds):
+        tid = f"tr-{r % 40:032x}"
+        client.update_tags([tid], set={"round": str(r)})  # (a deleted one: not found)
+        if r % 5 == 0:
+            client.update_tags([tid], delete=["n"])
+        if r % 11 == 0:
+            client.delete_traces(trace_ids=[f"tr-{(r + 3) % 30:032x}"])
+        if r % 13 == 0:
+            client.log_traces([_trace(100 + r)])
+        if r % 17 == 0:
+            client.create_experiment(f"exp{r}")
+
+
+def test_a_fresh_process_from_the_checkpoint_sees_what_a_whole_replay_gives(store_path, every_7):
+    client = TracetagClient(Store(store_path))
+    _writes(client, 60)
+    tables, traces, loaded = _state(store_path)
+    assert loaded > 0 and tables[0] - loaded < 7  # (replayed fewer than 7 records)
+    assert _state(store_path, use_checkpoint=False)[:2] == (tables, traces)
+    assert _state(store_path, use_checkpoint=False)[2] == 0
+
+
+def test_a_checkpoint_that_does_not_fit_its_journal_is_not_used(store_path, every_7):
+    client = TracetagClient(Store(store_path))
+    _writes(client, 40)
+    journal = store_path.with_name(store_path.name + "-journal")
+    cp = checkpoint_path(journal)
+    expected = _state(store_path, use_checkpoint=False)[:2]
+    good = cp.read_bytes()
+    # Damaged: a byte of it changed.
+    cp.write_bytes(good[:50] + bytes([good[50] ^ 1]) + good[51:])
+    assert _state(store_path) == (*expected, 0)
+    # Its journal changed under it (same file, same size, other bytes before its offset).
+    cp.write_bytes(good)
+    data = bytearray(journal.read_bytes())
+    at = decode_record(good.rstrip(b"\n"))["offset"] - 10  # (within what it checks)
+    original = bytes(data)
+    data[at] = data[at] ^ 0x20
+    with open(journal, "r+b") as fh:  # (in place: the inode stays)
+        fh.write(bytes(data))
+    with pytest.raises(StoreCorrupted, match="damaged journal"):
+        _state(store_path)  # (replayed whole, which finds the damage the checkpoint would hide)
+    with open(journal, "r+b") as fh:
+        fh.write(original)
+    # Another journal: a compaction replaced it (and removed the checkpoint).
+    assert _state(store_path) == (*expected, _state(store_path)[2])
+    Store(store_path).compact()
+    assert not cp.exists()
+    cp.write_bytes(good)
+    tables, traces, loaded = _state(store_path)
+    assert loaded == 0 and traces == expected[1] and tables[0] == 0
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys
+    from tracetag.api import TracetagClient
+    from tracetag.store import Store, local
+
+    local.CHECKPOINT_RECORDS = 3
+    client = TracetagClient(Store(sys.argv[1]))
+    ids = sys.argv[2].split(",")
+    i = int(sys.argv[3])
+    while True:
+        client.set_trace_tag(ids[i % len(ids)], f"k{i % 50}", str(i))
+        print(i, flush=True)  # acknowledged
+        i += 1
+    """
+)
+
+
+def test_kill_9_while_checkpoints_are_written_loses_no_acknowledged_write(store_path):
+    client = TracetagClient(Store(store_path))
+    client.log_traces([_trace(i) for i in range(20)])
+    ids = [f"tr-{i:032x}" for i in range(20)]
+    rng = random.Random(3)
+    acknowledged: dict[tuple[str, str], str] = {}
+    start = 0
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, str(store_path), ",".join(ids), str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for line in [first, *proc.stdout.read().split()]:
+            i = int(line)
+            acknowledged[(ids[i % len(ids)], f"k{i % 50}")] = str(i)
+            start = max(start, i + 1)
+        tags = {
+            t.info.trace_id: t.info.tags for t in TracetagClient(Store(store_path)).search_traces()
+        }
+        for (tid, key), value in acknowledged.items():
+            # (A write after the last acknowledged one may have landed: never an older value.)
+            assert int(tags[tid][key]) >= int(value)
+        assert _state(store_path)[:2] == _state(store_path, use_checkpoint=False)[:2]
+    assert checkpoint_path(store_path.with_name(store_path.name + "-journal")).exists()
