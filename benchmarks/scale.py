@@ -197,6 +197,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="tracetag-scale-"))
     small = folder / "small.json"
     build(small, 1_000)
+    Store(path).compact()  # (what the first table is measured on: a freshly compacted store)
     ready(path, TracetagClient(Store(path)).search_traces(max_results=1)[0].info.trace_id)
     db, lines = peers(path, folder)
     fresh = rows(path, small, db, lines, args.repeat)

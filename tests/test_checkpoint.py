@@ -158,3 +158,21 @@ def test_kill_9_while_checkpoints_are_written_loses_no_acknowledged_write(store_
             assert int(tags[tid][key]) >= int(value)
         assert _state(store_path)[:2] == _state(store_path, use_checkpoint=False)[:2]
     assert checkpoint_path(store_path.with_name(store_path.name + "-journal")).exists()
+
+
+def test_records_a_compaction_carries_over_get_a_checkpoint_of_the_new_journal(store_path, every_7):
+    from tracetag.store.compactor import compact_beside_writers
+
+    client = TracetagClient(Store(store_path))
+    client.log_traces([_trace(i) for i in range(20)])
+    writer = TracetagClient(Store(store_path))
+
+    def meanwhile():  # (written while the new base was built: carried into the new journal)
+        for i in range(12):
+            writer.update_tags([f"tr-{i:032x}"], set={"during": str(i)})
+
+    assert compact_beside_writers(Store(store_path), after_build=meanwhile) is not None
+    tables, traces, loaded = _state(store_path)
+    assert loaded == tables[0] == 12  # (all twelve, from the checkpoint: nothing replayed)
+    assert _state(store_path, use_checkpoint=False)[:2] == (tables, traces)
+    assert traces[f"tr-{11:032x}"]["during"] == "11"

@@ -21,7 +21,7 @@ import struct
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from itertools import compress, count
+from itertools import accumulate, compress, count
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,9 @@ class ColumnsBuilder:
         self.times: array[int] | None = array("q", bytes(8 * count))
         self.codes: dict[str, tuple[dict[str, int], array[int]]] = {}
         self.refused: set[str] = set()
-        self.offsets: list[tuple[int, int]] = []
-        self.ids: list[bytes] = []
         self.ordered = True  # every timestamp a whole number, as the order index sorts them
 
-    def add(self, position: int, offset: int, trace_id: str, doc: dict[str, Any]) -> None:
-        self.offsets.append((offset, position))
-        self.ids.append(trace_id.encode())
+    def add(self, position: int, doc: dict[str, Any]) -> None:
         ts = doc.get("timestamp_ms")
         if not isinstance(ts, int) or isinstance(ts, bool):
             self.ordered = False
@@ -105,8 +101,8 @@ class ColumnsBuilder:
             code = values[value] = len(values) + 1
         codes[position] = code
 
-    def body(self) -> bytes:
-        self.offsets.sort()
+    def body(self, newest_first: list[tuple[int, str, int, int]]) -> bytes:
+        """The file's bytes; ``newest_first``: (-timestamp, id, offset, length) by position."""
         parts: list[bytes] = []
         at = 0
         head: dict[str, Any] = {"count": self.count, "columns": {}}
@@ -120,14 +116,14 @@ class ColumnsBuilder:
 
         if self.times is not None:
             head["times"] = put(self.times.tobytes())
-        head["offsets"] = put(array("Q", [o for o, _p in self.offsets]).tobytes())
-        head["positions"] = put(array("I", [p for _o, p in self.offsets]).tobytes())
+        by_offset = sorted(range(self.count), key=lambda p: newest_first[p][2])
+        head["offsets"] = put(array("Q", [newest_first[p][2] for p in by_offset]).tobytes())
+        head["positions"] = put(array("I", by_offset).tobytes())
+        del by_offset
         if self.ordered:
-            starts = array("Q", [0])
-            for tid in self.ids:
-                starts.append(starts[-1] + len(tid))
-            head["id_starts"] = put(starts.tobytes())
-            head["ids"] = put(b"".join(self.ids))
+            ids = [e[1].encode() for e in newest_first]
+            head["id_starts"] = put(array("Q", [0, *accumulate(map(len, ids))]).tobytes())
+            head["ids"] = put(b"".join(ids))
         for name, (values, codes) in self.codes.items():
             kind = "B" if len(values) < 256 else "H"  # (most keys: a byte a trace)
             data = array(kind, codes).tobytes() if kind == "B" else codes.tobytes()

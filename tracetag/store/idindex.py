@@ -308,9 +308,9 @@ def _tag_postings(
     document's tags from the first pass would cost more memory than the base); and the
     columns, from the same documents."""
     buckets: dict[int, array[int]] = {}
-    for position, (_neg, tid, offset, length) in enumerate(newest_first):
+    for position, (_neg, _tid, offset, length) in enumerate(newest_first):
         doc = orjson.loads(mm[offset : offset + length])
-        columns.add(position, offset, tid, doc)
+        columns.add(position, doc)
         tags = doc.get("tags")
         if not isinstance(tags, dict):
             continue
@@ -354,7 +354,7 @@ def prepare(base: Any, target: Path) -> list[tuple[Path, Path]] | None:
         columns = ColumnsBuilder(len(newest_first))
         tags_body, tags_count = _tag_postings(mm, newest_first, columns)
     order = [(-neg, offset, length) for neg, _tid, offset, length in newest_first]
-    columns_body = columns.body()
+    columns_body = columns.body(newest_first)
     bodies = {
         ColumnFile: (columns_body, len(columns_body)),
         TagIndex: (tags_body, tags_count),

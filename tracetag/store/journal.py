@@ -212,6 +212,18 @@ def drop_checkpoint(journal: Path) -> None:
         os.unlink(checkpoint_path(journal))
 
 
+def checkpoint_rewritten(journal: Path, records: int) -> None:
+    """Under the lock, when a compaction has rewritten the journal with the records it did not
+    fold: its checkpoint (of the old journal) goes, and when those are ``records`` or more (a
+    busy store: written while the compaction ran), one of the new journal takes its place, so
+    that no command replays them all until the next writer saves one."""
+    drop_checkpoint(journal)
+    with contextlib.suppress(OSError, StoreCorrupted):
+        overlay = read_journal(journal, None)
+        if overlay.records >= records:
+            save_checkpoint(journal, overlay)
+
+
 def _tail_crc(fd: int, offset: int) -> int:
     """The checksum of the 256 bytes of the journal before ``offset`` (a checkpoint's check
     that the journal it names still holds what it replayed)."""

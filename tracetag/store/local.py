@@ -60,7 +60,7 @@ INLINE_COMPACT_BYTES = 48 * 1024 * 1024
 JOURNAL_MAX = 16 * 1024 * 1024
 # A writer saves the replayed journal beside it every this many records, so that opening the
 # store replays fewer (~2 us each) after loading what they changed (journal.save_checkpoint).
-CHECKPOINT_RECORDS = 8192
+CHECKPOINT_RECORDS = 4096
 log = logging.getLogger("tracetag")
 
 
@@ -299,7 +299,7 @@ class Store:
             }
         )
         atomic_write(self.journal_path, [head, records])
-        journal.drop_checkpoint(self.journal_path)
+        journal.checkpoint_rewritten(self.journal_path, CHECKPOINT_RECORDS)
         self._overlay = None
 
     def _append(self, record: dict) -> None:
