@@ -158,6 +158,11 @@ def test_kill_9_while_checkpoints_are_written_loses_no_acknowledged_write(store_
             assert int(tags[tid][key]) >= int(value)
         assert _state(store_path)[:2] == _state(store_path, use_checkpoint=False)[:2]
     assert checkpoint_path(store_path.with_name(store_path.name + "-journal")).exists()
+    # A checkpoint a kill left half-written (a temporary file) goes with the next compaction.
+    left = store_path.with_name(f".{store_path.name}-journal-checkpoint.tmp-99999")
+    left.write_bytes(b"half")
+    Store(store_path).compact()
+    assert [p.name for p in store_path.parent.iterdir() if ".tmp-" in p.name] == []
 
 
 def test_records_a_compaction_carries_over_get_a_checkpoint_of_the_new_journal(store_path, every_7):
