@@ -43,7 +43,11 @@ class Server:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start(timeout: float = 120, workers: int = 1) -> tuple[Server | None, str]:
+def start(
+    timeout: float = 120, workers: int = 1, backend: str | None = None
+) -> tuple[Server | None, str]:
+    """A server on a free port; ``backend``: its backend store URI (a SQLite file of its own
+    when None)."""
     if importlib.util.find_spec("mlflow") is None:
         return None, "MLflow is not installed (pip install -e '.[dev]')"
     root = Path(tempfile.mkdtemp(prefix="tracetag-mlflow-"))
@@ -56,7 +60,7 @@ def start(timeout: float = 120, workers: int = 1) -> tuple[Server | None, str]:
             "mlflow",
             "server",
             "--backend-store-uri",
-            f"sqlite:///{root}/mlflow.db",
+            backend or f"sqlite:///{root}/mlflow.db",
             "--host",
             "127.0.0.1",
             "--port",
