@@ -3,10 +3,12 @@
 ``stats --group-by tags.model_version`` over a million traces otherwise parses every document
 for three fields (a status, a duration and a tag): 5-9 s, where a columnar engine reading the
 same JSON answers in under 3. ``PATH-columns`` holds, newest first as the order index:
-``execution_time_ms`` (int64, -1 when absent), and the status, the experiment and each tag key
-of at most ``MAX_VALUES`` values (the first ``MAX_KEYS`` keys met) as small codes into their
-values; and every document's offset, sorted, with its position, so the traces the journal
-changed since are found and judged from their documents instead.
+each trace's id, ``execution_time_ms`` (int64, -1 when absent), and the status, the
+experiment and each tag key of at most ``MAX_VALUES`` values (the first ``MAX_KEYS`` keys met)
+as small codes into their values; and every document's offset, sorted, with its position, so
+the traces the journal changed since are found and judged from their documents instead. A
+filter on those fields is decided once per combination of values met, by the evaluator itself
+on a document of those fields alone, so the columns cannot drift from the scan's semantics.
 
 Like the other indexes (idindex.py) it is derived, written with them, names its base and is
 checksummed by blocks; anything it cannot answer exactly (a filter on another field, a key
