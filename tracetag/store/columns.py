@@ -18,7 +18,6 @@ without a column, a document it could not encode) is answered by reading documen
 from __future__ import annotations
 
 import bisect
-import mmap
 import struct
 from array import array
 from collections import Counter, defaultdict
@@ -31,7 +30,7 @@ import orjson
 
 from ..filters.evaluate import fields_of, tag_keys_read
 from ..grouping import shown
-from .files import trace_id_at
+from .files import document_at
 
 __all__ = [
     "Columns",
@@ -187,9 +186,7 @@ class Columns:
         the field has no column. A field no trace has is a column of absents."""
         found = self._head["columns"].get(name)
         if found is None:
-            if name in self._head["refused"] or not name.startswith("tags."):
-                return None
-            return array("H", bytes(2 * self.count)), [None]
+            return (array("H", bytes(2 * self.count)), [None]) if self.has(name) else None
         at, values, kind = found
         return self._array(kind, at), [None, *values]
 
@@ -342,29 +339,30 @@ def _changed(
         return None
     positions: list[int] = []
     docs: list[dict] = []
-    with mmap.mmap(snapshot.base._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        for tid in sorted(touched):
-            if not _look_up(tid, index, mm, columns, overlay, positions, docs):
-                return None
+    fd = snapshot.base._fh.fileno()
+    for tid in sorted(touched):
+        if not _look_up(tid, index, fd, columns, overlay, positions, docs):
+            return None
     return positions, docs
 
 
 def _look_up(
-    tid: str, index: Any, mm: Any, columns: Columns, overlay: Any, positions: list, docs: list
+    tid: str, index: Any, fd: int, columns: Columns, overlay: Any, positions: list, docs: list
 ) -> bool:
     """Add ``tid``'s base position (if the base has it) and its document now (if any)."""
     # (The id index file, or the one a process that looked up many ids built in memory.)
     found = ([index[tid]] if tid in index else []) if isinstance(index, dict) else None
     for offset, length in index.candidates(tid) if found is None else found:
-        if trace_id_at(mm, offset) != tid:
+        at_id, raw = document_at(fd, offset, length)
+        if at_id != tid:
             continue
         p = columns.position_at(offset)
         if p is None:
             return False
         positions.append(p)
         if tid not in overlay.puts and tid not in overlay.deleted:
-            docs.append(overlay.merge(orjson.loads(mm[offset : offset + length])))
-    if tid in overlay.puts and tid not in overlay.deleted:
+            docs.append(overlay.merge(orjson.loads(raw)))
+    if tid in overlay.puts:  # (a put takes it out of the deleted ones, and a delete out of these)
         docs.append(overlay.puts[tid])
     return True
 

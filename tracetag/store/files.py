@@ -117,3 +117,13 @@ def trace_id_at(mm: Any, offset: int) -> str | None:
     if line < 0 or mm[offset - 2 : offset] != b": ":
         return None
     return id_from_key(mm[line + 2 : offset - 3])
+
+
+def document_at(fd: int, offset: int, length: int) -> tuple[str | None, bytes]:
+    """(trace id, document bytes) of the base document at ``offset``, read by a system call:
+    for documents scattered over the base, since a page fault in a mapped file maps a whole
+    folio of the page cache (up to 2 MiB each on this kind of kernel: a few hundred documents
+    would count hundreds of MiB against the process)."""
+    start = max(0, offset - 300)  # (the document's key, its trace id, precedes it)
+    data = os.pread(fd, offset + length - start, start)
+    return trace_id_at(data, offset - start), data[offset - start :]

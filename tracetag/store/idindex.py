@@ -161,6 +161,12 @@ class _Table:
     def close(self) -> None:
         self._mm.close()
 
+    def remove(self) -> None:
+        """Remove a damaged table's file: derived data, the next use builds it again."""
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
     def _whole(self, block: int) -> bool:
         if block not in self._checked:
             size = self.ENTRY.size
@@ -174,9 +180,7 @@ class _Table:
     def entry(self, i: int) -> tuple[int, int, int]:
         block = i // BLOCK
         if not self._whole(block):
-            if self.path is not None:  # derived data: the next use builds it again
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
+            self.remove()
             raise DamagedIndex(f"block {block} of {self.path} does not match its checksum")
         value: tuple[int, int, int] = self.ENTRY.unpack_from(
             self._mm, self._start + i * self.ENTRY.size
@@ -289,9 +293,7 @@ class ColumnFile(_Table):
 
     def load(self) -> Columns | None:
         if not self.verify():
-            if self.path is not None:  # (derived: built again with the other indexes)
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
+            self.remove()
             return None
         return Columns(self._mm[self._start : self._start + self._count])
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 import mmap
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from ..filters.evaluate import required_span_bytes, tag_equalities
 from ..query import is_newest_first
 from .base import BaseFile
 from .columns import decided_by
-from .files import trace_id_at
+from .files import document_at, trace_id_at
 from .idindex import OrderIndex, TagIndex, columns_for, order_for, tags_for
 from .spantext import span_file_plan
 
@@ -139,18 +138,14 @@ def _base_entries(
 def _read_entries(
     fd: int, index: OrderIndex, wanted: Iterable[int], skip: set[str]
 ) -> Iterator[tuple[tuple[int, str], bytes, None]]:
-    """As :func:`_base_entries`, for documents scattered over the base (a tag's): each read
-    by a system call, since a page fault in a mapped file maps a whole folio of the page
-    cache (up to 2 MiB each on this kind of kernel: a few hundred documents would count
-    hundreds of MiB against the process)."""
+    """As :func:`_base_entries`, for documents scattered over the base (a tag's), each read
+    by a system call (files.document_at)."""
     for i in wanted:
         ts, offset, length = index.entry(i)
-        start = max(0, offset - 300)  # (the document's key, its trace id, precedes it)
-        data = os.pread(fd, offset + length - start, start)
-        tid = trace_id_at(data, offset - start)
+        tid, raw = document_at(fd, offset, length)
         if tid is None or tid in skip:
             continue
-        yield (-ts, tid), data[offset - start :], None
+        yield (-ts, tid), raw, None
 
 
 def _journal_entries(docs: list[dict]) -> Iterator[tuple[tuple[int, str], bytes, dict]]:
