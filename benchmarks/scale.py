@@ -5,11 +5,14 @@ trace infos, as whole processes (medians, the commands of a row interleaved roun
     python benchmarks/scale.py                     # the 1,000,000-trace store of ui.py
     python benchmarks/scale.py --traces 100000
     python benchmarks/scale.py --churn 1500000     # then again after that many tag writes
+    python benchmarks/scale.py --record 15000      # then again after recording that many
 
 DuckDB comes with ``pip install -e '.[bench]'``; without it its row says so. ``--churn N``
 writes N single-tag writes one by one (each its own journal record, as N ``tag set ID``
 commands would; written through the library, without an fsync each, to take minutes rather
-than hours) with no manual compaction, and measures every command again.
+than hours) with no manual compaction, and measures every command again. ``--record N`` then
+records N new traces one by one (each a journal record holding the whole trace, as a traced
+app writes them) and measures again.
 """
 
 from __future__ import annotations
@@ -174,6 +177,22 @@ def churn(path: Path, writes: int) -> float:
         time.sleep(0.5)
 
 
+def record(path: Path, traces: int) -> float:
+    """``traces`` new traces recorded one by one, each a journal record of its own; their rate."""
+    from postgres import chunks
+
+    os.environ["TRACETAG_DURABILITY"] = "process"
+    store = Store(path)
+    start, done = time.perf_counter(), 0
+    for batch in chunks(traces):
+        for doc, spans in batch:
+            doc["trace_id"] = f"tr-recorded{done:021x}"
+            doc["timestamp_ms"] = int(time.time() * 1000)
+            store.put_traces([(doc, spans)], count_replaced=False)
+            done += 1
+    return traces / (time.perf_counter() - start)
+
+
 def table(title: str, measured: list[tuple]) -> None:
     print(f"\n{title}\n")
     print("| operation | big store | peer | ratio | peak RSS |")
@@ -184,12 +203,22 @@ def table(title: str, measured: list[tuple]) -> None:
         print(f"| {label} | {b:.3f} s | {shown} | {ratio} | {rss:.0f} MiB |")
 
 
+def again(path: Path, fresh: list[tuple], after: list[tuple], what: str) -> None:
+    """The table measured after ``what``, and each command against the compacted store."""
+    journal = path.with_name(path.name + "-journal").stat().st_size
+    table(f"after {what}; journal now {journal / 2**20:.1f} MiB", after)
+    print("\n| operation | after / compacted |\n| --- | ---: |")
+    for (label, b0, *_r), (_l, b1, *_s) in zip(fresh, after, strict=True):
+        print(f"| {label} | {b1 / b0:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--traces", type=int, default=1_000_000)
     ap.add_argument("--store", default=None)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--churn", type=int, default=0, help="then this many single-tag writes")
+    ap.add_argument("--record", type=int, default=0, help="then this many recorded traces")
     args = ap.parse_args()
     path = Path(args.store or f"/tmp/tracetag-ui-bench-{args.traces}.json")
     if not path.exists():
@@ -204,16 +233,12 @@ def main() -> None:
     table(f"{args.traces:,} traces, compacted (whole processes, medians of {args.repeat})", fresh)
     if args.churn:
         rate = churn(path, args.churn)
-        journal = path.with_name(path.name + "-journal").stat().st_size
-        after = rows(path, small, db, lines, args.repeat)
-        title = (
-            f"after {args.churn:,} single-tag writes ({rate:,.0f}/s), no manual compaction; "
-            f"journal now {journal / 2**20:.1f} MiB"
-        )
-        table(title, after)
-        print("\n| operation | after the writes / compacted |\n| --- | ---: |")
-        for (label, b0, *_r), (_l, b1, *_s) in zip(fresh, after, strict=True):
-            print(f"| {label} | {b1 / b0:.2f}x |")
+        what = f"{args.churn:,} single-tag writes ({rate:,.0f}/s), no manual compaction"
+        again(path, fresh, rows(path, small, db, lines, args.repeat), what)
+    if args.record:
+        rate = record(path, args.record)
+        what = f"{args.record:,} traces recorded one by one ({rate:,.0f}/s) since compacted"
+        again(path, fresh, rows(path, small, db, lines, args.repeat), what)
     print(f"\ncores: {os.cpu_count()}")
 
 

@@ -97,6 +97,37 @@ def test_a_big_import_keeps_the_journal_and_replaces_what_it_brings(tmp_path, bi
     assert out.stdout.split() == [ids[300]]
 
 
+def test_a_big_import_beside_fewer_spans_takes_its_span_file_for_the_stores(
+    tmp_path, monkeypatch, cli
+):
+    """The import's span records become the span file, the store's few appended to them and
+    its documents (base, journal, tagged) pointed there: the same answers as a store that
+    appended the import's records to its own, and a reader from before still reads its spans."""
+    ids = [orjson.loads(line)["info"]["trace_id"] for line in LINES]
+    first, then, rest = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    first.write_bytes(b"\n".join(LINES[:20]))
+    then.write_bytes(b"\n".join(LINES[20:25]))
+    rest.write_bytes(b"\n".join(LINES[25:]))
+    for way in ("whole", "staged"):
+        client = TracetagClient(tmp_path / way / "s.json")
+        client.import_files([str(first)])  # (small files: read whole)
+        client.store.compact()
+        client.import_files([str(then)])  # (journal records)
+        client.set_trace_tag(ids[3], "kept", "yes")
+        with client.store.snapshot() as before:
+            doc = before.get(ids[3])
+            monkeypatch.setattr(importing, "BIG_FILE", 0 if way == "staged" else 64 << 20)
+            assert client.import_files([str(rest)]).new == 295
+            assert before.spans(doc) == client.store.read_spans(doc) != []
+    whole, staged = tmp_path / "whole" / "s.json", tmp_path / "staged" / "s.json"
+    assert _export(staged) == _export(whole)
+    assert TracetagClient(staged).get_trace(ids[3]).info.tags["kept"] == "yes"
+    assert not (tmp_path / "staged" / "s.json-spans").exists()  # (the old one, gone)
+    assert [p.name for p in staged.parent.glob("s.json-spans*")] == ["s.json-spans.3"]
+    assert [p.name for p in staged.parent.iterdir() if "-import." in p.name] == []
+    assert cli("--store", str(staged), "store", "check").exit_code == 0
+
+
 @pytest.mark.parametrize(
     "data, error",
     [

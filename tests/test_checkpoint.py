@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -181,3 +182,102 @@ def test_records_a_compaction_carries_over_get_a_checkpoint_of_the_new_journal(s
     assert loaded == tables[0] == 12  # (all twelve, from the checkpoint: nothing replayed)
     assert _state(store_path, use_checkpoint=False)[:2] == (tables, traces)
     assert traces[f"tr-{11:032x}"]["during"] == "11"
+
+
+# -- a journal of recorded traces: whole documents, named by the checkpoint, read when asked ---
+
+
+def _recorded(i: int) -> Trace:
+    """A trace about 2 KB long, as recorded traces are whole documents in the journal."""
+    return Trace(
+        TraceInfo(
+            trace_id=f"tr-{i:032x}",
+            timestamp_ms=1000 + i,
+            tags={"n": str(i)},
+            metadata={"prompt": f"{i} " + "prompt " * 300},
+        )
+    )
+
+
+@pytest.fixture
+def recorded(store_path, monkeypatch):
+    """100 traces recorded one record each since the base (far fewer records than a
+    checkpoint waits for, but bytes enough for several); the fifth tagged."""
+    monkeypatch.setattr(local, "CHECKPOINT_BYTES", 64 * 1024)
+    client = TracetagClient(Store(store_path))
+    client.log_traces([_trace(0)])
+    client.store.compact()
+    for i in range(1, 101):
+        client.log_traces([_recorded(i)])
+        if i == 5:
+            client.set_trace_tag(f"tr-{5:032x}", "changed", "yes")
+    return client
+
+
+def test_recorded_traces_are_checkpointed_by_bytes_and_named_not_copied(store_path, recorded):
+    cp = checkpoint_path(store_path.with_name(store_path.name + "-journal"))
+    state = decode_record(cp.read_bytes().rstrip(b"\n"))
+    journal = store_path.with_name(store_path.name + "-journal").stat().st_size
+    assert state["records"] < local.CHECKPOINT_RECORDS and state["offset"] > journal - 64 * 1024
+    # The unchanged documents are where the journal has them; the changed one is kept.
+    assert list(state["puts"]) == [f"tr-{5:032x}"]
+    assert len(state["put_ids"]) > 60 and cp.stat().st_size < 20_000 < journal / 10
+    assert stat.S_IMODE(cp.stat().st_mode) == 0o600  # (it holds trace data: as private)
+    tables, traces, loaded = _state(store_path)
+    assert loaded > 0 and traces[f"tr-{5:032x}"]["changed"] == "yes"
+    assert _state(store_path, use_checkpoint=False)[:2] == (tables, traces)
+
+
+def test_a_fresh_process_reads_only_the_recorded_traces_it_is_asked_for(store_path, recorded):
+    cp = checkpoint_path(store_path.with_name(store_path.name + "-journal"))
+    named = decode_record(cp.read_bytes().rstrip(b"\n"))["put_at"][::2]
+    assert sum(o >= 0 for o in named) > 60
+    with Store(store_path).snapshot() as snap:
+        puts = snap.overlay.puts
+        assert snap.get(f"tr-{7:032x}")["metadata"]["prompt"].startswith("7 prompt")
+        # Of those the checkpoint named, only trace 7 was read (the records after it were).
+        assert sum(doc is None for doc in puts._docs.values()) == sum(o >= 0 for o in named) - 1
+        assert len(list(puts.values())) == 100  # (all of them when all are wanted)
+        assert sorted(d["tags"]["n"] for d in puts.values()) == sorted(map(str, range(1, 101)))
+
+
+def test_a_damaged_recorded_trace_behind_a_checkpoint_is_named_when_read(store_path, recorded, cli):
+    journal = store_path.with_name(store_path.name + "-journal")
+    data = bytearray(journal.read_bytes())
+    at = data.index(b"10 prompt")  # (trace 10's record, before the checkpoint's offset)
+    assert at < decode_record(checkpoint_path(journal).read_bytes().rstrip(b"\n"))["offset"] - 256
+    data[at + 3] ^= 0x20
+    with open(journal, "r+b") as fh:  # (in place: the checkpoint still fits the journal)
+        fh.write(bytes(data))
+    with Store(store_path).snapshot() as snap:
+        assert snap.get(f"tr-{20:032x}")["tags"]["n"] == "20"
+        with pytest.raises(StoreCorrupted, match=r"damaged journal at byte \d+ \(checksum"):
+            snap.get(f"tr-{10:032x}")
+    r = cli("--store", str(store_path), "show", f"tr-{10:032x}")
+    assert r.exit_code == StoreCorrupted.exit_code
+    assert "damaged journal at byte" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = cli("--store", str(store_path), "store", "check")
+    assert r.exit_code != 0 and "journal" in r.output
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["scan", "indexes"])
+def test_a_search_reads_only_the_recorded_traces_whose_bytes_can_match(
+    store_path, recorded, indexed
+):
+    from tracetag import query
+
+    store = Store(store_path)
+    store.id_index_min_bytes = 0 if indexed else 1 << 62
+    with store.snapshot() as snap:
+        snap.get("tr-any")  # (builds the indexes beside a base this small, when asked to)
+        docs = snap.overlay.puts._docs
+        before = sum(doc is not None for doc in docs.values())
+        for needle, expected in (("tags.n = '42'", [42]), ("tags.n = '5'", [5])):
+            page = query.search(snap, needle)
+            assert page.trace_ids() == [f"tr-{i:032x}" for i in expected]
+        # Trace 42 was read (it holds '"42"'); 5 was kept in the checkpoint; no other.
+        assert sum(doc is not None for doc in docs.values()) == before + 1
+        page = query.search(snap, "tags.n LIKE '4%'")  # (no byte every match holds)
+        assert len(page.trace_ids()) == 11
+        assert all(doc is not None for doc in docs.values())

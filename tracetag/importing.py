@@ -246,9 +246,12 @@ def import_big_files(
     end, so a bad record still aborts the whole import (nothing is written) unless
     ``skip_invalid``."""
     from .copying import experiment_record
+    from .store import Store
+    from .store.staging import Staged, fold
 
     store = client.store
-    staged = store.staged()  # type: ignore[attr-defined]
+    assert isinstance(store, Store)  # (staged_import_applies chose this way)
+    staged = Staged(store)
     invalid: list[tuple[int | str, str]] = []
     experiments: set[str] = set()
     many = len(files) > 1
@@ -265,8 +268,8 @@ def import_big_files(
                         raise ImportFormatError(f"{file}: {unit} {number}: {found}")
                     invalid.append((number, f"{file}: {found}" if many else found))
                     continue
-                experiment, *encoded = found
-                staged.put(*encoded)
+                experiment, trace_id, body, record = found
+                staged.put(trace_id, body, record)
                 experiments.add(experiment)
             before += size
         if progress is not None:
@@ -279,7 +282,7 @@ def import_big_files(
         now = int(time.time() * 1000)
         for eid in sorted(experiments - {e["experiment_id"] for e in exps}):
             staged.experiments.append(experiment_record(None, eid, names, now))
-        result = store.fold(staged)  # type: ignore[attr-defined]
+        result = fold(store, staged)
         return ImportSummary(result["new"], result["updated"], invalid)
     finally:
         staged.discard()

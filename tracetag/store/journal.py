@@ -12,8 +12,10 @@ from pathlib import Path
 from ..errors import StoreCorrupted
 from .base import BaseFile, loads_doc
 from .files import decode_record, encode_record
+from .paths import create_file, file_mode
+from .puts import JournalFile, Puts
 
-_MAX_TOUCHED = 4096  # traces the journal changed, each looked up by id in Overlay.holding
+_MAX_TOUCHED = 4096  # base traces whose tags the journal changed, each looked up by id
 
 JOURNAL_VERSION = 1
 
@@ -31,28 +33,31 @@ class Overlay:
     # of another size (truncated, appended to, edited by hand) before appending to it.
     base_size: int | None = None
     base_crc: int | None = None
-    puts: dict[str, dict] = field(default_factory=dict)
+    puts: Puts = field(default_factory=Puts)
     # Tag changes for traces whose document is in the base: key -> value, or None to delete.
     deltas: dict[str, dict[str, str | None]] = field(default_factory=dict)
     experiments: dict[str, dict] = field(default_factory=dict)
     # Traces deleted since the base was written (a later put brings one back).
     deleted: set[str] = field(default_factory=set)
-    # ``records`` when it was loaded from or saved as a checkpoint (see save_checkpoint).
+    # ``records`` and ``offset`` when it was loaded from or saved as a checkpoint (see
+    # save_checkpoint).
     checkpointed: int = 0
+    checkpointed_offset: int = 0
 
-    def apply(self, rec: dict) -> None:
+    def apply(self, rec: dict, at: tuple[int, int] | None = None) -> None:
+        """Replay one record; ``at``: where its line is in the journal (offset, length)."""
         op = rec.get("op")
         if op == "batch":
             for sub in rec["ops"]:
-                self.apply(sub)
+                self.apply(sub, at)
         elif op == "put":
             doc = rec["doc"]
-            self.puts[doc["trace_id"]] = doc
+            self.puts.put(doc["trace_id"], doc, at)
             self.deltas.pop(doc["trace_id"], None)
             self.deleted.discard(doc["trace_id"])
         elif op == "del":
             for tid in rec["ids"]:
-                self.puts.pop(tid, None)
+                self.puts.discard(tid)
                 self.deltas.pop(tid, None)
                 self.deleted.add(tid)
         elif op == "tag":
@@ -111,24 +116,25 @@ class Overlay:
             self.torn_bytes,
             self.base_size,
             self.base_crc,
-            dict(self.puts),
+            self.puts.copy(),
             dict(self.deltas),
             dict(self.experiments),
             set(self.deleted),
             self.checkpointed,
+            self.checkpointed_offset,
         )
 
     def holding(
         self, base: BaseFile, needle: bytes, get: Callable[[str], dict | None]
     ) -> Iterator[tuple[str, bytes, dict | None]] | None:
         """:meth:`merged`, restricted to what can hold ``needle``: the base documents whose
-        bytes hold it (a byte search, base.iter_holding), then every trace the journal changed
-        (``get(id)``: its document now; any change may have given it the needle). None when
-        the journal changed too many traces to look each one up: merge them all instead."""
-        touched = self.puts.keys() | self.deltas.keys()
-        if len(touched) > _MAX_TOUCHED:
+        bytes hold it (a byte search, base.iter_holding), then the traces the journal put whose
+        bytes may hold it, and every one whose tags it changed (``get(id)``: its document now;
+        any change may have given it the needle). None when the journal changed the tags of
+        too many to look each one up: merge them all instead."""
+        if len(self.deltas) > _MAX_TOUCHED:
             return None
-        return self._holding(base, needle, touched, get)
+        return self._holding(base, needle, self.puts.keys() | self.deltas.keys(), get)
 
     def _holding(
         self,
@@ -141,8 +147,10 @@ class Overlay:
         for tid, raw in base.iter_holding(needle):
             if tid not in deleted and tid not in touched:
                 yield tid, raw, None
-        for tid in touched:
-            doc = None if tid in deleted else get(tid)
+        for tid, put in self.puts.holding([needle]):  # (read only if their bytes hold it)
+            yield tid, b"", put
+        for tid in self.deltas.keys() - deleted:
+            doc = get(tid)
             if doc is not None:
                 yield tid, b"", doc
 
@@ -177,9 +185,10 @@ def save_checkpoint(journal: Path, overlay: Overlay) -> None:
     """Write ``overlay`` (the journal replayed to ``overlay.offset``) beside the journal, so a
     process that opens the store loads it and replays only the records after it: the cost of
     opening then follows what the journal changed, not how many records say so (a million
-    single-tag writes to a thousand traces are a thousand changed traces). Derived data, by
+    single-tag writes to a thousand traces are a thousand changed traces; the documents of
+    recorded traces it names by where they are in the journal, see puts.py). Derived data, by
     writers under the lock only: renamed into place (never half there), not fsynced (a lost
-    or stale one is only not used)."""
+    or stale one is only not used); as private as the journal (it holds trace data)."""
     with open(journal, "rb") as fh:
         tail = _tail_crc(fh.fileno(), overlay.offset)
     state = {
@@ -190,7 +199,7 @@ def save_checkpoint(journal: Path, overlay: Overlay) -> None:
         "records": overlay.records,
         "base_size": overlay.base_size,
         "base_crc": overlay.base_crc,
-        "puts": overlay.puts,
+        **overlay.puts.saved(),
         "deltas": overlay.deltas,
         "experiments": overlay.experiments,
         "deleted": sorted(overlay.deleted),
@@ -198,12 +207,25 @@ def save_checkpoint(journal: Path, overlay: Overlay) -> None:
     target = checkpoint_path(journal)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_bytes(encode_record(state))
+        with open(create_file(tmp, file_mode(journal)), "wb") as out:
+            out.write(encode_record(state))
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     overlay.checkpointed = overlay.records
+    overlay.checkpointed_offset = overlay.offset
+
+
+def checkpoint_if_due(journal: Path, overlay: Overlay, records: int, size: int) -> None:
+    """Save a checkpoint when ``records`` records or ``size`` bytes were appended since the
+    last one (a writer, under the lock, after its append)."""
+    if (
+        overlay.records - overlay.checkpointed >= records
+        or overlay.offset - overlay.checkpointed_offset >= size
+    ):
+        with contextlib.suppress(OSError):  # (derived: opening replays instead)
+            save_checkpoint(journal, overlay)
 
 
 def drop_checkpoint(journal: Path) -> None:
@@ -251,11 +273,12 @@ def _from_checkpoint(journal: Path, fd: int, st: os.stat_result, generation: int
             records=state["records"],
             base_size=state["base_size"],
             base_crc=state["base_crc"],
-            puts=state["puts"],
+            puts=Puts.loaded(state, JournalFile(journal, fd)),
             deltas=state["deltas"],
             experiments=state["experiments"],
             deleted=set(state["deleted"]),
             checkpointed=state["records"],
+            checkpointed_offset=offset,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # (missing, torn, of another journal: replay it all)
@@ -301,7 +324,7 @@ def read_journal(path: Path, overlay: Overlay | None) -> Overlay:
         nl = data.index(b"\n", pos)
         overlay.records += 1
         try:
-            overlay.apply(decode_record(data[pos:nl]))
+            overlay.apply(decode_record(data[pos:nl]), (overlay.offset + pos, nl - pos))
         except (ValueError, KeyError, TypeError) as e:
             raise StoreCorrupted(
                 f"{path}: damaged journal, record {overlay.records} ({e}); "

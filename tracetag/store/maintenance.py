@@ -203,7 +203,7 @@ def check(store: Store) -> CheckReport:
         except (ValueError, KeyError, TypeError) as e:
             report.errors.append(f"{store.journal_path}: unusable record ({e})")
     live = {tid: overlay.merge(d) for tid, d in docs.items() if tid not in overlay.deleted}
-    merged = live | overlay.puts
+    merged = live | dict(overlay.puts.items())
     report.facts["traces"] = len(merged)
     _check_spans(store, report, meta, merged)
     base = BaseFile(store.path)
@@ -295,7 +295,7 @@ def repair(store: Store) -> dict[str, Any]:
                 except (ValueError, KeyError, TypeError):
                     unusable += 1
         merged = {tid: overlay.merge(d) for tid, d in docs.items() if tid not in overlay.deleted}
-        merged.update(overlay.puts)
+        merged.update(overlay.puts.items())
         lost_spans = 0
         spans = _Spans(store, meta)
         try:

@@ -55,15 +55,15 @@ def walk(
 
     ``positions`` (sorted; from the tag index) are the only base documents that can match:
     the walk reads those and, since a journal change may have given any trace the tag, every
-    trace the journal put or changed a tag of ``keys`` of (the tags the filter reads; None:
-    any) (``current(id)``: its document now).
-    """
+    trace the journal put (that holds ``required``) or changed a tag of ``keys`` of (the tags
+    the filter reads; None: any) (``current(id)``: its document now)."""
     if after is not None and not (isinstance(after[0], int) and isinstance(after[1], str)):
         return None
     after_pos = None if after is None else (-after[0], after[1])
-    deltas = overlay.deltas
     start = 0 if after is None else index.first_not_newer(after[0])
-    wanted, skip, journal, budget = _sources(overlay, index, start, positions, current, keys)
+    wanted, skip, journal, budget = _sources(
+        overlay, index, start, positions, current, keys, required
+    )
     out: list[tuple[dict, bytes | None]] = []
     parsed = looked = 0
     with mmap.mmap(base._fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -81,7 +81,7 @@ def walk(
                 return None
             raw_out: bytes | None = None
             if doc is None:
-                changed = pos[1] in deltas  # its bytes are not what is matched: parse it
+                changed = pos[1] in overlay.deltas  # its bytes are not what is matched: parse it
                 if not changed and required and not all(r in raw for r in required):
                     continue
                 parsed += 1
@@ -105,23 +105,23 @@ def _sources(
     start: int,
     positions: list[int] | None,
     current: Callable[[str], dict | None] | None,
-    keys: set[str] | None = None,
+    keys: set[str] | None,
+    required: list[bytes] | None,
 ) -> tuple[Iterable[int], set[str], list[dict], int]:
     """What a walk reads: base positions, the ids to skip there, the journal's documents, and
     how many documents it may parse before a scan would have been cheaper."""
     deleted, puts = overlay.deleted, overlay.puts
+    # (Of the recorded traces still in the journal alone, only those whose bytes hold what
+    # every match holds are read.)
+    put_docs = [doc for _tid, doc in puts.holding(required)]
     if positions is None:
         # A time walk may read much for little: a scan is its limit.
-        return range(start, len(index)), deleted | set(puts), list(puts.values()), BUDGET
-    touched = set(puts) | overlay.changed_tags(keys)
-    journal = [d for t in touched - deleted if (d := _now(t, puts, current)) is not None]
+        return range(start, len(index)), deleted | set(puts), put_docs, BUDGET
+    changed = overlay.changed_tags(keys) - deleted  # (base traces: puts have no deltas)
+    journal = put_docs + [d for t in changed if (d := current(t) if current else None)]
     wanted = (p for p in positions if p >= start)
     # The candidates are known: read them all.
-    return wanted, deleted | touched, journal, len(positions) + len(journal) + 1
-
-
-def _now(tid: str, puts: dict[str, dict], current: Callable[[str], dict | None] | None) -> Any:
-    return puts.get(tid) or (current(tid) if current is not None else None)
+    return wanted, deleted | set(puts) | changed, journal, len(positions) + len(journal) + 1
 
 
 def _base_entries(

@@ -1,17 +1,18 @@
 """Moving span records and documents in bulk: a big import staged beside the store and folded
 into the base in one atomic write, and a vacuum's copy of the live span records.
 
-A big import (``Store.staged``, then ``Store.fold``) does not go through the journal: every
+A big import (:class:`Staged`, then :func:`fold`) does not go through the journal: every
 command would replay a journal holding a million documents, and the importing process would
 hold them all. Its traces are checked and encoded (:func:`encode_staged`, in worker processes
 or not) and written into two files beside the store (their documents, their span records), so
 memory follows a piece of the input, not the file; nothing the store reads changes meanwhile.
-Then, under the lock, the staged span records are appended to the span file and a new base is
-written as a compaction writes one (the journal folded in), with the staged documents added
-and the traces they replace left out: one atomic rename, so the whole import lands or none of
-it does. A crash before it leaves only the staged files (removed by the next compaction,
-named by ``store check``) and, at worst, span bytes no document points at (reclaimed by
-``store vacuum``).
+Then, under the lock, the staged span records join the span file (appended to it; or, when it
+is the smaller, it is appended to them and they become the span file, as after a vacuum: a
+first import copies no span bytes) and a new base is written as a compaction writes one (the
+journal folded in), with the staged documents added and the traces they replace left out: one
+atomic rename, so the whole import lands or none of it does. A crash before it leaves only the
+staged files or an unnamed span file (removed by the next compaction, named by ``store
+check``) and, at worst, span bytes no document points at (reclaimed by ``store vacuum``).
 """
 
 from __future__ import annotations
@@ -65,27 +66,34 @@ class Staged:
         self._lines += 1
 
     def finish(self) -> None:
-        """Make the staged files durable (before anything points at them)."""
+        """Close the staged files. Not fsynced: nothing ever points at them; their bytes reach
+        the store through a copy that is (the base; the span file, see :meth:`place_spans`)."""
         for fh in (self._docs, self._spans):
-            fh.flush()
-            os.fsync(fh.fileno())
             fh.close()
 
-    def append_spans(self, span_file: Path) -> int:
-        """Append the staged span records to the store's ``span_file`` (fsynced); where they
-        start in it."""
-        fd = create_file(span_file, file_mode(span_file), os.O_WRONLY | os.O_APPEND)
+    def place_spans(self, old: Path, fresh: Path) -> tuple[Path, int, int]:
+        """Under the lock: put the staged span records where the new base can point at them
+        (fsynced). Returns (the span file then, where the staged records start in it, how far
+        the old records moved).
+
+        The cheaper of two copies: when the store's span file ``old`` is small beside them
+        (a first import, say), its records are appended to the staged ones and that file
+        becomes the span file ``fresh`` (named by the base, as a vacuum's is), the old
+        documents' locations shifted; else the staged records are appended to ``old``."""
         try:
-            start = os.lseek(fd, 0, os.SEEK_END)
-            with open(self.spans_path, "rb") as src, open(fd, "wb", closefd=False) as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.fsync(fd)
-        except OSError:
-            os.ftruncate(fd, start)  # (nothing points at them yet: leave no partial tail)
-            raise
-        finally:
-            os.close(fd)
-        return start
+            old_size = old.stat().st_size
+        except FileNotFoundError:
+            old_size = 0
+        if old_size * 4 > self._span_bytes:
+            return old, _append_file(self.spans_path, old), 0
+        if old_size:
+            _append_file(old, self.spans_path)
+        else:
+            with open(self.spans_path, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(self.spans_path, fresh)
+        fsync_dir(fresh)  # (if the base never names it, it is an orphan a compaction removes)
+        return fresh, 0, self._span_bytes
 
     def documents(self, spans_start: int) -> Iterator[tuple[str, bytes]]:
         """(id, document bytes) of each staged trace once, its ``spans_at`` pointing at its
@@ -108,6 +116,37 @@ class Staged:
         if self._made_folder is not None and not self._store_path.exists():
             with contextlib.suppress(OSError):  # (a failed import leaves no folder behind)
                 self._made_folder.rmdir()
+
+
+def fold(store: Store, staged: Staged) -> dict:
+    """Insert or replace the staged traces in one atomic write that replaces the base (a
+    compaction with them added). Returns its result with ``new`` and ``updated`` counts."""
+    staged.finish()
+    with store._writing():
+        return store._compact_locked(staged=staged)
+
+
+def _append_file(src: Path, dst: Path) -> int:
+    """Append the bytes of ``src`` to ``dst`` (fsynced); where they start in it. A failed
+    copy is cut off (nothing points at those bytes yet)."""
+    fd = create_file(dst, file_mode(dst), os.O_WRONLY | os.O_APPEND)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        with open(src, "rb") as fh, open(fd, "wb", closefd=False) as out:
+            shutil.copyfileobj(fh, out, 1 << 20)
+        os.fsync(fd)
+    except OSError:
+        os.ftruncate(fd, start)
+        raise
+    finally:
+        os.close(fd)
+    return start
+
+
+def shifted(doc: dict[str, Any], by: int) -> dict[str, Any]:
+    """``doc`` with its span record ``by`` bytes further on in the span file."""
+    at = doc.get("spans_at")
+    return {**doc, "spans_at": [at[0] + by, at[1]]} if at else doc
 
 
 def encode_staged(doc: dict[str, Any], spans: list[dict[str, Any]]) -> tuple[str, bytes, bytes]:
