@@ -18,6 +18,7 @@ from conftest import TRACES_JSONL
 
 from tracetag import importing
 from tracetag.api import TracetagClient
+from tracetag.store import files
 from tracetag.store.paths import orphan_files
 
 LINES = TRACES_JSONL.read_bytes().splitlines()
@@ -126,6 +127,37 @@ def test_a_big_import_beside_fewer_spans_takes_its_span_file_for_the_stores(
     assert [p.name for p in staged.parent.glob("s.json-spans*")] == ["s.json-spans.3"]
     assert [p.name for p in staged.parent.iterdir() if "-import." in p.name] == []
     assert cli("--store", str(staged), "store", "check").exit_code == 0
+
+
+def test_an_import_whose_base_cannot_be_written_leaves_the_store_as_it_was(
+    tmp_path, big, monkeypatch, cli
+):
+    """The staged span records were already made the store's next span file when the base
+    write fails (a full disk): the old base still names the old one, so nothing changed, and
+    the unnamed file goes with the next compaction."""
+    from tracetag.store import local
+
+    path, src = tmp_path / "s.json", tmp_path / "t.jsonl"
+    src.write_bytes(b"\n".join(LINES[:20]))
+    client = TracetagClient(path)
+    client.import_files([str(src)])
+    before, spans = _export(path), sorted(p.name for p in tmp_path.glob("s.json-spans*"))
+    src.write_bytes(b"\n".join(LINES[20:]))
+
+    def full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local, "atomic_write", full)
+    r = cli("--store", str(path), "import", str(src))
+    assert r.exit_code != 0 and "No space left on device" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    monkeypatch.setattr(local, "atomic_write", files.atomic_write)
+    assert _export(path) == before
+    assert len(list(tmp_path.glob("s.json-spans*"))) == 2  # (the unnamed one, left behind)
+    client.store.compact()
+    assert sorted(p.name for p in tmp_path.glob("s.json-spans*")) == spans
+    assert _export(path) == before
+    assert cli("--store", str(path), "store", "check").exit_code == 0
 
 
 @pytest.mark.parametrize(

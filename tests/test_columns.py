@@ -59,7 +59,7 @@ def _journal_changes(path) -> None:
     new = [
         TraceInfo(
             trace_id=f"tr-new{i:04d}",
-            timestamp_ms=1_700_000_000_000 + i,
+            timestamp_ms=(1_700_000_000_000 if i < 6 else 1_900_000_000_000) + i,  # (older, newer)
             execution_time_ms=None if i == 3 else i * 7,
             status="ERROR" if i % 2 else "OK",
             tags={"environment": "production"} if i < 5 else {},

@@ -462,8 +462,12 @@ def _merged(
         return None
     try:
         places = []
+        newest = index.entry(0)[0] if columns.count else None
         for d in docs:
             ts, tid = d["timestamp_ms"], d["trace_id"]
+            if newest is not None and ts > newest:  # (recorded since: before every base one)
+                places.append((0, -ts, tid))
+                continue
             p = index.first_not_newer(ts)
             while p < columns.count and index.entry(p)[0] == ts and _id_at(columns, p) < tid:
                 p += 1

@@ -190,10 +190,20 @@ class _Table:
     def first_at_least(self, key: int) -> int:
         """The position of the first entry whose first field is ``key`` or more (a table
         sorted by it)."""
+        return self._bisect(key, False)
+
+    def _bisect(self, key: int, descending: bool) -> int:
+        """The first position whose first field is not below ``key`` (``descending``: not
+        above it). Inlined: a journal of 10,000 recorded traces asks it 10,000 times."""
+        unpack, mm, start, size = self.ENTRY.unpack_from, self._mm, self._start, self.ENTRY.size
+        checked = self._checked
         lo, hi = 0, self._count
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.entry(mid)[0] < key:
+            if mid // BLOCK not in checked:
+                self.entry(mid)  # (checks its block first: DamagedIndex)
+            value = unpack(mm, start + mid * size)[0]
+            if value > key if descending else value < key:
                 lo = mid + 1
             else:
                 hi = mid
@@ -257,14 +267,7 @@ class OrderIndex(_Table):
 
     def first_not_newer(self, timestamp_ms: int) -> int:
         """The position of the first entry at or before ``timestamp_ms``."""
-        lo, hi = 0, self._count
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.entry(mid)[0] > timestamp_ms:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return self._bisect(timestamp_ms, True)
 
 
 class TagIndex(_Table):
