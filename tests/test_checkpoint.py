@@ -281,3 +281,20 @@ def test_a_search_reads_only_the_recorded_traces_whose_bytes_can_match(
         page = query.search(snap, "tags.n LIKE '4%'")  # (no byte every match holds)
         assert len(page.trace_ids()) == 11
         assert all(doc is not None for doc in docs.values())
+
+
+def test_a_page_newest_first_reads_the_recorded_traces_it_reaches(store_path, recorded):
+    from tracetag import query
+
+    pages = {}
+    for indexed in (False, True):
+        store = Store(store_path)
+        store.id_index_min_bytes = 0 if indexed else 1 << 62
+        with store.snapshot() as snap:
+            snap.get("tr-any")  # (builds the indexes beside a base this small, when asked to)
+            docs = snap.overlay.puts._docs
+            unread = sum(doc is None for doc in docs.values())
+            pages[indexed] = query.search(snap, "tags.n != '90'", max_results=30).trace_ids()
+            if indexed:  # (the walk parsed those it reached: 30 and the one it passed over)
+                assert unread - sum(doc is None for doc in docs.values()) <= 31 < unread
+    assert pages[True] == pages[False] == [f"tr-{i:032x}" for i in range(100, 69, -1) if i != 90]

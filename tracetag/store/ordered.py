@@ -71,7 +71,7 @@ def walk(
             _base_entries(mm, index, wanted, skip)
             if positions is None
             else _read_entries(base._fh.fileno(), index, wanted, skip),
-            _journal_entries(journal),
+            journal,
             key=lambda entry: entry[0],
         ):
             if after_pos is not None and pos <= after_pos:
@@ -107,21 +107,24 @@ def _sources(
     current: Callable[[str], dict | None] | None,
     keys: set[str] | None,
     required: list[bytes] | None,
-) -> tuple[Iterable[int], set[str], list[dict], int]:
-    """What a walk reads: base positions, the ids to skip there, the journal's documents, and
-    how many documents it may parse before a scan would have been cheaper."""
+) -> tuple[Iterable[int], set[str], Iterator[tuple[tuple[int, str], bytes, dict]], int]:
+    """What a walk reads: base positions, the ids to skip there, the journal's documents
+    newest first, and how many documents it may parse before a scan would have been
+    cheaper."""
     deleted, puts = overlay.deleted, overlay.puts
     # (Of the recorded traces still in the journal alone, only those whose bytes hold what
-    # every match holds are read.)
-    put_docs = [doc for _tid, doc in puts.holding(required)]
+    # every match holds are read; a time walk parses them as it reaches them.)
     if positions is None:
         # A time walk may read much for little: a scan is its limit.
-        return range(start, len(index)), deleted | set(puts), put_docs, BUDGET
+        newest = ((pos, b"", doc) for pos, doc in puts.newest_first(required))
+        return range(start, len(index)), deleted | set(puts), newest, BUDGET
     changed = overlay.changed_tags(keys) - deleted  # (base traces: puts have no deltas)
-    journal = put_docs + [d for t in changed if (d := current(t) if current else None)]
+    journal = [doc for _tid, doc in puts.holding(required)]
+    journal += [d for t in changed if (d := current(t) if current else None)]
     wanted = (p for p in positions if p >= start)
     # The candidates are known: read them all.
-    return wanted, deleted | set(puts) | changed, journal, len(positions) + len(journal) + 1
+    budget = len(positions) + len(journal) + 1
+    return wanted, deleted | set(puts) | changed, _journal_entries(journal), budget
 
 
 def _base_entries(

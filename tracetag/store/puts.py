@@ -5,9 +5,11 @@ A journal of recorded traces holds whole documents: 15,000 of them are 10 MB of 
 checkpoint that held them parsed would cost every command 70 ms to load, though ``show ID``
 needs one of them or none. So a checkpoint names where each unchanged put's record is in the
 journal, and the document is read (``pread`` of that line, checksummed) when something asks
-for it. A journal is never rewritten in place (a compaction writes a new file; only a torn
-tail after the last whole record is ever cut), so the open file keeps those bytes for as long
-as the documents may be asked for: the journal's inode, held open here, not its name.
+for it (the checkpoint also keeps each one's ``timestamp_ms``, so a page newest first parses
+only the ones it reaches). A journal is never rewritten in place (a compaction writes a new
+file; only a torn tail after the last whole record is ever cut), so the open file keeps those
+bytes for as long as the documents may be asked for: the journal's inode, held open here, not
+its name.
 """
 
 from __future__ import annotations
@@ -45,18 +47,21 @@ class Puts:
     names the record of each document read or replayed unchanged since (a checkpoint names
     those instead of holding them)."""
 
-    __slots__ = ("_at", "_docs", "_file", "_read")
+    __slots__ = ("_at", "_docs", "_file", "_read", "_ts")
 
     def __init__(
         self,
         docs: dict[str, dict | None] | None = None,
         at: dict[str, tuple[int, int]] | None = None,
         file: JournalFile | None = None,
+        ts: dict[str, int] | None = None,
     ):
         self._docs: dict[str, dict | None] = {} if docs is None else docs
         self._at: dict[str, tuple[int, int]] = {} if at is None else at
         self._file = file
         self._read = 0
+        # Each document's timestamp_ms, known unread: a newest-first walk reads in that order.
+        self._ts: dict[str, int] = {} if ts is None else ts
 
     def __contains__(self, tid: object) -> bool:
         return tid in self._docs
@@ -108,6 +113,7 @@ class Puts:
         """``doc`` as ``tid``'s document; ``at``: where its record is, when it is that
         record's document unchanged."""
         self._docs[tid] = doc
+        self._ts[tid] = doc.get("timestamp_ms") or 0
         if at is None:
             self._at.pop(tid, None)
         else:
@@ -118,9 +124,10 @@ class Puts:
     def discard(self, tid: str) -> None:
         self._docs.pop(tid, None)
         self._at.pop(tid, None)
+        self._ts.pop(tid, None)
 
     def copy(self) -> Puts:
-        return Puts(dict(self._docs), dict(self._at), self._file)
+        return Puts(dict(self._docs), dict(self._at), self._file, dict(self._ts))
 
     def saved(self) -> dict[str, Any]:
         """What a checkpoint keeps: every id in order, the record of each unchanged document
@@ -134,20 +141,21 @@ class Puts:
                 at += (-1, -1)
             else:
                 at += where
-        return {"put_ids": list(self._docs), "put_at": at, "puts": docs}
+        ts = [self._ts[tid] for tid in self._docs]
+        return {"put_ids": list(self._docs), "put_at": at, "put_ts": ts, "puts": docs}
 
     @classmethod
     def loaded(cls, state: dict[str, Any], file: JournalFile) -> Puts:
         """The inverse of :meth:`saved`, reading from ``file``; ``ValueError`` if malformed."""
-        ids, at, inline = state["put_ids"], state["put_at"], state["puts"]
-        if len(at) != 2 * len(ids) or at[::2].count(-1) != len(inline):
+        ids, at, inline, ts = state["put_ids"], state["put_at"], state["puts"], state["put_ts"]
+        if len(at) != 2 * len(ids) or at[::2].count(-1) != len(inline) or len(ts) != len(ids):
             raise ValueError("put locations do not match the ids")
         docs: dict[str, dict | None] = dict.fromkeys(ids)
         where = dict(zip(ids, zip(at[::2], at[1::2], strict=True), strict=True))
         for tid in inline:
             docs[tid] = inline[tid]
             del where[tid]
-        return cls(docs, where, file)
+        return cls(docs, where, file, dict(zip(ids, ts, strict=True)))
 
     def _read_one(self, tid: str, offset: int, length: int) -> dict:
         assert self._file is not None  # (a document not read yet was loaded with its file)
@@ -157,23 +165,48 @@ class Puts:
 
     def _read_all(self, required: list[bytes] | None = None) -> None:
         """Read the documents not read yet (those whose record holds all of ``required``)."""
+        for _pos, _doc in self._reading(required, newest_first=False):
+            pass
+
+    def _reading(
+        self, required: list[bytes] | None, newest_first: bool
+    ) -> Iterator[tuple[tuple[int, str], dict]]:
+        """((-timestamp_ms, id), document) of every document read or whose record holds all
+        of ``required``, reading those at most once (one read of the journal for all of them,
+        each parsed when reached); ``newest_first``: in that order."""
         wanted = [(self._at[tid], tid) for tid, doc in self._docs.items() if doc is None]
-        if not wanted:
-            return
-        assert self._file is not None
-        start = min(o for (o, _n), _t in wanted)
-        end = max(o + n for (o, n), _t in wanted)
-        data = self._file.read(start, end - start)
-        holding = _lines_holding(data, start, wanted, required) if required else None
+        data, start = b"", 0
+        unread: dict[str, tuple[int, int]] = {}
+        if wanted:
+            assert self._file is not None  # (a document not read yet was loaded with its file)
+            start = min(o for (o, _n), _t in wanted)
+            data = self._file.read(start, max(o + n for (o, n), _t in wanted) - start)
+            holding = _lines_holding(data, start, wanted, required) if required else None
+            unread = {tid: at for at, tid in wanted if holding is None or at[0] in holding}
+        order = [
+            (-self._ts[t], t) for t, doc in self._docs.items() if doc is not None or t in unread
+        ]
+        if newest_first:
+            order.sort()
         records: dict[int, dict[str, dict]] = {}  # (a batch's line holds many: read once)
-        for (offset, length), tid in wanted:
-            found = records.get(offset)
-            if found is None:
-                if holding is not None and offset not in holding:
-                    continue
-                line = data[offset - start : offset - start + length]
-                found = records[offset] = self._decode(offset, line)
-            self._docs[tid] = found.get(tid) or self._bad(offset, f"no put of {tid} there")
+        for pos in order:
+            tid = pos[1]
+            doc = self._docs[tid]
+            if doc is None:
+                offset, length = unread[tid]
+                found = records.get(offset)
+                if found is None:
+                    line = data[offset - start : offset - start + length]
+                    found = records[offset] = self._decode(offset, line)
+                doc = self._docs[tid] = found.get(tid) or self._bad(
+                    offset, f"no put of {tid} there"
+                )
+            yield pos, doc
+
+    def newest_first(self, required: list[bytes] | None) -> Iterator[tuple[tuple[int, str], dict]]:
+        """:meth:`holding` newest first (ties by id), as ((-timestamp_ms, id), document): a
+        walk that stops after a page parses no more of them than it reaches."""
+        return self._reading(required, newest_first=True)
 
     def holding(self, required: list[bytes] | None) -> Iterator[tuple[str, dict]]:
         """(id, document) of each put whose JSON may hold every one of ``required`` (bytes
