@@ -159,54 +159,52 @@ class Puts:
 
     def _read_one(self, tid: str, offset: int, length: int) -> dict:
         assert self._file is not None  # (a document not read yet was loaded with its file)
-        return self._decode(offset, self._file.read(offset, length)).get(tid) or self._bad(
-            offset, f"no put of {tid} there"
-        )
+        return self._put_of(tid, offset, self._decode(offset, self._file.read(offset, length)))
 
     def _read_all(self, required: list[bytes] | None = None) -> None:
         """Read the documents not read yet (those whose record holds all of ``required``)."""
-        for _pos, _doc in self._reading(required, newest_first=False):
+        for _read in self._reading(self._unread(required)):
             pass
 
-    def _reading(
-        self, required: list[bytes] | None, newest_first: bool
-    ) -> Iterator[tuple[tuple[int, str], dict]]:
-        """((-timestamp_ms, id), document) of every document read or whose record holds all
-        of ``required``, reading those at most once (one read of the journal for all of them,
-        each parsed when reached); ``newest_first``: in that order."""
+    def _unread(
+        self, required: list[bytes] | None
+    ) -> tuple[bytes, int, dict[str, tuple[int, int]]]:
+        """One read of the journal holding every document not read yet: (its bytes, where
+        they start, the (offset, length) of each of those whose record holds ``required``)."""
         wanted = [(self._at[tid], tid) for tid, doc in self._docs.items() if doc is None]
-        data, start = b"", 0
-        unread: dict[str, tuple[int, int]] = {}
-        if wanted:
-            assert self._file is not None  # (a document not read yet was loaded with its file)
-            start = min(o for (o, _n), _t in wanted)
-            data = self._file.read(start, max(o + n for (o, n), _t in wanted) - start)
-            holding = _lines_holding(data, start, wanted, required) if required else None
-            unread = {tid: at for at, tid in wanted if holding is None or at[0] in holding}
-        order = [
-            (-self._ts[t], t) for t, doc in self._docs.items() if doc is not None or t in unread
-        ]
-        if newest_first:
-            order.sort()
+        if not wanted:
+            return b"", 0, {}
+        assert self._file is not None  # (a document not read yet was loaded with its file)
+        start = min(o for (o, _n), _t in wanted)
+        data = self._file.read(start, max(o + n for (o, n), _t in wanted) - start)
+        holding = _lines_holding(data, start, wanted, required) if required else None
+        return data, start, {t: at for at, t in wanted if holding is None or at[0] in holding}
+
+    def _reading(
+        self, unread: tuple[bytes, int, dict[str, tuple[int, int]]], order: list[str] | None = None
+    ) -> Iterator[tuple[str, dict]]:
+        """(id, document) of each id of ``order`` (None: those ``unread`` names; each one read
+        or named there), its document read first (each record parsed once)."""
+        data, start, where = unread
         records: dict[int, dict[str, dict]] = {}  # (a batch's line holds many: read once)
-        for pos in order:
-            tid = pos[1]
+        for tid in list(where) if order is None else order:
             doc = self._docs[tid]
             if doc is None:
-                offset, length = unread[tid]
+                offset, length = where[tid]
                 found = records.get(offset)
                 if found is None:
                     line = data[offset - start : offset - start + length]
                     found = records[offset] = self._decode(offset, line)
-                doc = self._docs[tid] = found.get(tid) or self._bad(
-                    offset, f"no put of {tid} there"
-                )
-            yield pos, doc
+                doc = self._docs[tid] = self._put_of(tid, offset, found)
+            yield tid, doc
 
     def newest_first(self, required: list[bytes] | None) -> Iterator[tuple[tuple[int, str], dict]]:
         """:meth:`holding` newest first (ties by id), as ((-timestamp_ms, id), document): a
         walk that stops after a page parses no more of them than it reaches."""
-        return self._reading(required, newest_first=True)
+        ts, unread = self._ts, self._unread(required)
+        reached = (t for t, doc in self._docs.items() if doc is not None or t in unread[2])
+        for tid, doc in self._reading(unread, sorted(reached, key=lambda t: (-ts[t], t))):
+            yield (-ts[tid], tid), doc
 
     def holding(self, required: list[bytes] | None) -> Iterator[tuple[str, dict]]:
         """(id, document) of each put whose JSON may hold every one of ``required`` (bytes
@@ -221,6 +219,9 @@ class Puts:
             return puts_in(decode_record(line))
         except (ValueError, KeyError, TypeError) as e:
             return self._bad(offset, str(e))
+
+    def _put_of(self, tid: str, offset: int, found: dict[str, dict]) -> dict:
+        return found.get(tid) or self._bad(offset, f"no put of {tid} there")
 
     def _bad(self, offset: int, why: str) -> Any:
         path = self._file.path if self._file is not None else "journal"
